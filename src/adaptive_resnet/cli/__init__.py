@@ -1,0 +1,11 @@
+"""Command-line interface: thin typer commands over the library, one module per command."""
+
+from adaptive_resnet.cli import profile  # noqa: F401  (registers the command)
+from adaptive_resnet.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,155 @@
+"""Per-unit cost profile of a ResNet: parameters, weight bytes, multiplications, memory, output.
+
+The paper's cost inputs (Sec. IV-A) come from here and nowhere else:
+
+* ``macs`` is Eq. 2, c_j: the multiply-accumulates of the unit's convolutions and linear layers
+  (``n_(k-1) * s_k * n_k * O_k``: input channels per group x kernel area x output elements).
+  Batch norm, ReLU, pooling and the residual addition are not counted, as in the paper and in
+  torchvision's published operation counts.
+* ``memory_bytes`` is Eq. 1, m_j: the sum, over the same layers, of the size of each layer's
+  input, times b = 4 bytes. For ResNet-50 at 224x224 this gives the paper's 4.82/2.41/1.20/0.60 MB
+  for identity blocks of stages 2-5.
+* ``output_bytes`` is K_j of Eq. 10-11: the unit's output activation, float32.
+* ``shortcut_macs`` / ``shortcut_memory_bytes``: the part of a first block's cost that is its
+  projection shortcut, which still runs when the block's DC is dropped (zero for identity
+  blocks, whose shortcut is free).
+
+Everything is measured by shape propagation: the model is built on PyTorch's ``meta`` device
+(no weights allocated), one image is pushed through it, and forward hooks on every Conv2d and
+Linear record their input and output shapes. No table is consulted, so any architecture and
+input size in :data:`~adaptive_resnet.models.resnet.ARCHS` is profiled the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from adaptive_resnet.errors import UserInputError
+
+BYTES_PER_VALUE = 4  # the paper's b: float32 weights and activations
+
+
+@dataclass(frozen=True)
+class UnitCost:
+    """Cost of one unit (``stage1``, a block, or ``head``) for one image."""
+
+    name: str
+    params: int
+    weight_bytes: int  # the unit's state-dict tensors: parameters and BN statistics
+    macs: int  # Eq. 2, c_j
+    memory_bytes: int  # Eq. 1, m_j
+    output_bytes: int  # K_j
+    shortcut_macs: int = 0
+    shortcut_memory_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """The ordered unit costs of one architecture at one input size."""
+
+    arch: str
+    input_size: int
+    num_classes: int
+    stem: str
+    base_channels: int
+    units: tuple[UnitCost, ...]
+
+    def __getitem__(self, name: str) -> UnitCost:
+        for unit in self.units:
+            if unit.name == name:
+                return unit
+        from adaptive_resnet.errors import unknown_choice
+
+        raise unknown_choice("unit", name, [u.name for u in self.units])
+
+    @property
+    def unit_names(self) -> list[str]:
+        return [u.name for u in self.units]
+
+    def total(self, field: str) -> int:
+        return sum(getattr(u, field) for u in self.units)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["units"] = [asdict(u) for u in self.units]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelProfile:
+        try:
+            names = {f.name for f in fields(UnitCost)}
+            units = tuple(UnitCost(**{k: v for k, v in u.items() if k in names}) for u in d["units"])
+            return cls(d["arch"], int(d["input_size"]), int(d["num_classes"]), d["stem"], int(d["base_channels"]), units)
+        except (KeyError, TypeError) as exc:
+            raise UserInputError(f"malformed profile: missing or wrong field {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelProfile:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserInputError(f"cannot read profile {path}: {exc}") from None
+
+
+def profile_model(
+    arch: str = "resnet50",
+    input_size: int = 224,
+    num_classes: int = 1000,
+    stem: str = "imagenet",
+    base_channels: int = 64,
+) -> ModelProfile:
+    """Measure the per-unit costs of a :class:`DroppableResNet` for one ``input_size`` image."""
+    import torch
+    from torch import nn
+
+    from adaptive_resnet.models import DroppableResNet
+
+    if input_size < 1:
+        raise UserInputError(f"input size must be positive, got {input_size}")
+    with torch.device("meta"):
+        model = DroppableResNet(arch, num_classes=num_classes, stem=stem, base_channels=base_channels).eval()
+    # Smallest input that survives five stride-2 reductions (imagenet stem) or three (cifar).
+    min_size = 32 if stem == "imagenet" else 8
+    if input_size < min_size:
+        raise UserInputError(f"input size {input_size} is too small for the {stem} stem; need >= {min_size}")
+
+    records: list[tuple[nn.Module, int, int]] = []  # (layer, macs, input values)
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        x = inputs[0]
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs = output.numel() * (module.in_channels // module.groups) * kh * kw
+        else:
+            macs = output.numel() * module.in_features
+        records.append((module, macs, x.numel()))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    units = []
+    x = torch.empty(1, 3, input_size, input_size, device="meta")
+    with torch.no_grad():
+        for name in model.unit_names:
+            records.clear()
+            x = model.run_unit(name, x)
+            modules = model.unit_modules(name)
+            shortcut_layers = set()
+            if name not in ("stage1", "head") and getattr(modules[0], "downsample", None) is not None:
+                shortcut_layers = set(modules[0].downsample.modules())
+            state = model.unit_state_dict(name)
+            units.append(
+                UnitCost(
+                    name=name,
+                    params=sum(p.numel() for m in modules for p in m.parameters()),
+                    weight_bytes=sum(t.numel() * t.element_size() for t in state.values()),
+                    macs=sum(r[1] for r in records),
+                    memory_bytes=sum(r[2] for r in records) * BYTES_PER_VALUE,
+                    output_bytes=x.numel() * BYTES_PER_VALUE,
+                    shortcut_macs=sum(r[1] for r in records if r[0] in shortcut_layers),
+                    shortcut_memory_bytes=sum(r[2] for r in records if r[0] in shortcut_layers) * BYTES_PER_VALUE,
+                )
+            )
+    for h in handles:
+        h.remove()
+    return ModelProfile(arch, input_size, num_classes, stem, base_channels, tuple(units))

@@ -1,0 +1,24 @@
+"""Shared fixtures: small models that run in milliseconds on two CPU cores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adaptive_resnet.models import DroppableResNet
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> DroppableResNet:
+    """A CIFAR-stem ResNet-50 topology (16 bottlenecks, stages 3-4-6-3) at width 4."""
+    torch.manual_seed(0)
+    model = DroppableResNet("resnet50", num_classes=10, stem="cifar", base_channels=4).eval()
+    # Non-trivial BN statistics, so that dropping a branch changes the output measurably.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    return model
