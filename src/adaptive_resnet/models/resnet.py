@@ -118,8 +118,6 @@ class DroppableResNet(ResNet):
             raise unknown_choice("stem", stem, STEMS)
         if base_channels < 1 or num_classes < 1:
             raise UserInputError("base_channels and num_classes must be positive")
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise UserInputError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         spec = ARCHS[arch]
         super().__init__(spec.block, list(spec.layers), num_classes=num_classes)
         self.arch, self.stem, self.base_channels = arch, stem, base_channels
@@ -132,11 +130,20 @@ class DroppableResNet(ResNet):
                 self.block_names, (b for layer in self._layers() for b in layer), strict=True
             )
         }
+        self.set_drop_path(drop_path_rate)
+        self.plan = DropPlan()
+
+    def set_drop_path(self, rate: float, schedule: str = "linear") -> None:
+        """Stochastic-depth probabilities: ``linear`` gives block i of n ``rate * i / (n - 1)``
+        (timm's rule, so the first block is never dropped); ``uniform`` gives every block ``rate``."""
+        if not 0.0 <= rate < 1.0:
+            raise UserInputError(f"drop_path_rate must be in [0, 1), got {rate}")
+        if schedule not in ("linear", "uniform"):
+            raise unknown_choice("drop-path schedule", schedule, ["linear", "uniform"])
         n = len(self.block_names)
         self.drop_path_probs: dict[str, float] = {
-            name: drop_path_rate * i / max(n - 1, 1) for i, name in enumerate(self.block_names)
+            name: rate if schedule == "uniform" else rate * i / max(n - 1, 1) for i, name in enumerate(self.block_names)
         }
-        self.plan = DropPlan()
 
     def _rebuild(self, spec: ArchSpec, num_classes: int) -> None:
         """Rebuild stem, stages and classifier at another width or with the CIFAR stem.

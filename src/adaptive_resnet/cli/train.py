@@ -1,0 +1,52 @@
+"""``adaptive-resnet train``: train or fine-tune, resumable, one folder per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from adaptive_resnet.cli.app import command
+
+
+@command("train")
+def train_cli(
+    out: Path = typer.Option(..., help="Run folder: config.json, last.pt, history.json. Reused to resume."),
+    data: str = typer.Option("../shared/data/cifar10", help="ImageFolder root (train/, test/) or CIFAR-10 batches."),
+    data_format: str = typer.Option("auto", help="auto, imagefolder or cifar10."),
+    arch: str = typer.Option("resnet50"),
+    stem: str = typer.Option("cifar", help="cifar (3x3/1, no max-pool) or imagenet."),
+    base_channels: int = typer.Option(16),
+    num_classes: int = typer.Option(10),
+    image_size: int = typer.Option(None, help="Upsample inputs to this size (the paper used 224)."),
+    pretrained: str = typer.Option(None, help="torchvision weights file to fine-tune from."),
+    epochs: int = typer.Option(30),
+    batch_size: int = typer.Option(128),
+    lr: float = typer.Option(0.1, help="Peak learning rate."),
+    momentum: float = typer.Option(0.9),
+    weight_decay: float = typer.Option(5e-4),
+    schedule: str = typer.Option("onecycle", help="onecycle, cosine or constant."),
+    label_smoothing: float = typer.Option(0.0),
+    drop_path_rate: float = typer.Option(0.0, help="Stochastic depth of the last block (drop-aware training)."),
+    drop_path_schedule: str = typer.Option("linear", help="linear (grows with depth) or uniform."),
+    bf16: bool = typer.Option(True, help="bfloat16 autocast on the CPU."),
+    limit_train: int = typer.Option(None, help="Train on a random subset of this many images."),
+    limit_test: int = typer.Option(None, help="Test on a random subset of this many images."),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(None),
+) -> None:
+    """Train the droppable ResNet; a checkpoint every epoch; re-run the same command to resume."""
+    from pydantic import ValidationError
+
+    from adaptive_resnet.config_errors import validation_message
+    from adaptive_resnet.errors import UserInputError
+    from adaptive_resnet.train import TrainConfig, train
+
+    values = {k: v for k, v in locals().items() if k not in ("out", "ValidationError", "validation_message", "UserInputError", "TrainConfig", "train")}
+    try:
+        config = TrainConfig(**values)
+    except ValidationError as exc:
+        raise UserInputError(validation_message(exc)) from None
+    result = train(config, out)
+    last = result["history"][-1]
+    typer.echo(f"epoch {last['epoch']}: test accuracy {last['test_accuracy']:.4f}; checkpoint {result['checkpoint']}")

@@ -1,0 +1,75 @@
+"""Training: a tiny run, resumption without recomputation, refusals of mismatched runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from adaptive_resnet.errors import UserInputError
+from adaptive_resnet.train import TrainConfig, load_checkpoint, model_from_checkpoint, train
+
+from test_data import make_image_folder
+
+
+@pytest.fixture()
+def tiny_config(tmp_path):
+    make_image_folder(tmp_path / "ds", classes=("a", "b"), per_class=8, size=16)
+    return TrainConfig(
+        data=str(tmp_path / "ds"), arch="resnet18", base_channels=4, num_classes=2, epochs=2,
+        batch_size=8, lr=0.05, cache_dir=str(tmp_path / "cache"),
+    )
+
+
+def test_tiny_run_writes_config_checkpoint_history(tiny_config, tmp_path):
+    out = tmp_path / "run"
+    result = train(tiny_config, out, progress=False)
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+    assert json.loads((out / "config.json").read_text()) == tiny_config.model_dump()
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 2 and set(ckpt["model"]) >= {"conv1.weight", "fc.bias"}
+    model, config = model_from_checkpoint(out / "last.pt")
+    assert config == tiny_config and not model.training
+
+
+def test_resume_continues_without_recomputing(tiny_config, tmp_path, monkeypatch):
+    import adaptive_resnet.train as train_module
+
+    out = tmp_path / "run"
+    real_save = train_module._atomic_save
+
+    def save_then_interrupt(obj, path):
+        real_save(obj, path)
+        raise KeyboardInterrupt  # the process dies right after epoch 1's checkpoint
+
+    monkeypatch.setattr(train_module, "_atomic_save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config, out, progress=False)
+    epoch1 = load_checkpoint(out / "last.pt")["history"]
+    assert [h["epoch"] for h in epoch1] == [1]
+    monkeypatch.setattr(train_module, "_atomic_save", real_save)
+    resumed = train(tiny_config, out, progress=False)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert resumed["history"][0] == epoch1[0]  # same timing and loss: epoch 1 was not run again
+
+
+def test_other_configuration_in_the_same_folder_is_refused(tiny_config, tmp_path):
+    train(tiny_config.model_copy(update={"epochs": 1}), tmp_path / "run", progress=False)
+    with pytest.raises(UserInputError, match="another configuration .*epochs"):
+        train(tiny_config, tmp_path / "run", progress=False)
+
+
+def test_corrupt_or_foreign_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 10)
+    with pytest.raises(UserInputError, match="cannot read checkpoint"):
+        load_checkpoint(bad)
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(UserInputError, match="not an adaptive-resnet checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_class_count_mismatch(tiny_config, tmp_path):
+    with pytest.raises(UserInputError, match="data has 2 classes but num_classes is 5"):
+        train(tiny_config.model_copy(update={"num_classes": 5}), tmp_path / "run", progress=False)
