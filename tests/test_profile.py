@@ -60,3 +60,17 @@ def test_round_trip_through_json(r50, tmp_path):
 def test_bad_input_size(size):
     with pytest.raises(UserInputError, match="input size"):
         profile_model("resnet50", size)
+
+
+def test_savings_match_table_ii_gains(r50):
+    from adaptive_resnet.models import DropPlan
+
+    macs, memory = r50.savings(DropPlan.dc(["stage5.block2", "stage4.block6"]))
+    assert macs == 436_731_904 and round(memory / 1e6, 2) == 1.81
+    macs, memory = r50.savings(DropPlan.dc(["stage2.block2", "stage4.block3"]))
+    assert round(memory / 1e6, 2) == 6.02
+    # A first block's DC drop keeps its projection; its SC drop saves only the projection.
+    unit = r50["stage3.block1"]
+    assert r50.savings(DropPlan.dc(["stage3.block1"]))[0] == unit.macs - unit.shortcut_macs
+    assert r50.savings(DropPlan.of(["stage3.block1:SC"])) == (unit.shortcut_macs, unit.shortcut_memory_bytes)
+    assert r50.savings(DropPlan.of(["stage3.block2:SC"])) == (0, 0)

@@ -26,7 +26,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from adaptive_resnet.errors import UserInputError
+from adaptive_resnet.errors import UserInputError, unknown_choice
+from adaptive_resnet.models.naming import Connection, DropPlan
 
 BYTES_PER_VALUE = 4  # the paper's b: float32 weights and activations
 
@@ -60,8 +61,6 @@ class ModelProfile:
         for unit in self.units:
             if unit.name == name:
                 return unit
-        from adaptive_resnet.errors import unknown_choice
-
         raise unknown_choice("unit", name, [u.name for u in self.units])
 
     @property
@@ -70,6 +69,29 @@ class ModelProfile:
 
     def total(self, field: str) -> int:
         return sum(getattr(u, field) for u in self.units)
+
+    def kept_cost(self, name: str, dropped: Connection | None) -> tuple[int, int]:
+        """(macs, memory_bytes) that unit ``name`` still costs with ``dropped`` removed.
+
+        A dropped DC leaves the projection shortcut of a first block (nothing for an identity
+        block); a dropped SC leaves the residual branch. The one home of this rule: the study's
+        gains, the planner and the simulator all call it.
+        """
+        unit = self[name]
+        if dropped is None:
+            return unit.macs, unit.memory_bytes
+        if dropped is Connection.DC:
+            return unit.shortcut_macs, unit.shortcut_memory_bytes
+        return unit.macs - unit.shortcut_macs, unit.memory_bytes - unit.shortcut_memory_bytes
+
+    def savings(self, plan: DropPlan) -> tuple[int, int]:
+        """(macs, memory_bytes) that ``plan`` saves against the full network (Table II's gains)."""
+        macs = memory = 0
+        for name, connection in plan.drops:
+            kept_macs, kept_memory = self.kept_cost(name, connection)
+            macs += self[name].macs - kept_macs
+            memory += self[name].memory_bytes - kept_memory
+        return macs, memory
 
     def to_dict(self) -> dict:
         d = asdict(self)
