@@ -1,0 +1,99 @@
+"""``fast``: an online heuristic for one time step, in milliseconds.
+
+Requests are placed one after another. Each tries the drop sets in order of their unconstrained
+per-request objective (best first) and takes the first with a route that fits the devices'
+remaining memory, compute and energy: first the plain shortest route, then the best route of
+contiguous per-device segments that each fit (:func:`segment_route`), re-routed around a device
+that still overflows. What a request takes is subtracted before the next one is placed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from adaptive_resnet.planning.problem import Problem, RequestPlan
+from adaptive_resnet.planning.routing import best_unconstrained, segment_route, shortest_route
+from adaptive_resnet.planning.solution import Solution
+
+
+class Residual:
+    """Remaining memory, compute and energy per device while requests are placed."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.p = problem
+        self.memory = problem.memory_limit_bytes.copy()
+        self.compute = problem.compute_limit_macs.copy()
+        self.energy = problem.energy_limit_j.copy()
+        self.hosted = np.zeros((len(problem.units), len(problem.devices)), bool)
+
+    def usage(self, cand_index: int, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(memory, compute, energy) a route adds per device, and the newly hosted units."""
+        p, cand = self.p, self.p.candidates[cand_index]
+        n = len(p.devices)
+        mem, comp, energy = np.zeros(n), np.zeros(n), np.zeros(n)
+        np.add.at(comp, devices, cand.macs)
+        np.add.at(mem, devices, cand.memory_bytes)
+        np.add.at(energy, devices, cand.macs / p.speed_macs[devices] * p.compute_w)
+        src, dst = devices[:-1], devices[1:]
+        moved = src != dst
+        np.add.at(energy, src[moved], cand.output_bytes[:-1][moved] * 8 / p.rate_bps[src[moved], dst[moved]] * p.transmit_w)
+        new_hosts = np.zeros_like(self.hosted)
+        if p.shared_weights:
+            new_hosts[cand.units, devices] = True
+            new_hosts &= ~self.hosted
+            mem += (new_hosts * p.weight_bytes[:, None]).sum(0)
+        return mem, comp, energy, new_hosts
+
+    def overflow(self, cand_index: int, devices: np.ndarray) -> np.ndarray:
+        """Per device, the largest relative overflow of any resource (<= 0: fits)."""
+        mem, comp, energy, _ = self.usage(cand_index, devices)
+        return np.max([(mem - self.memory) / np.maximum(self.memory, 1), (comp - self.compute) / np.maximum(self.compute, 1),
+                       (energy - self.energy) / np.maximum(self.energy, 1e-9)], axis=0)
+
+    def take(self, cand_index: int, devices: np.ndarray) -> None:
+        mem, comp, energy, new_hosts = self.usage(cand_index, devices)
+        self.memory -= mem
+        self.compute -= comp
+        self.energy -= energy
+        self.hosted |= new_hosts
+
+
+def place_request(problem: Problem, residual: Residual, order: list[int], retries: int = 3) -> tuple[int, np.ndarray] | None:
+    """The first drop set (in ``order``) with a route that fits ``residual``, or None."""
+    for c in order:
+        cand = problem.candidates[c]
+        latency, devices = shortest_route(problem, cand)
+        if np.isfinite(latency) and (residual.overflow(c, devices) <= 1e-9).all():
+            return c, devices
+        excluded = np.zeros(len(problem.devices), bool)
+        for _ in range(retries + 1):
+            memory = np.where(excluded, -1.0, residual.memory)
+            latency, devices = segment_route(problem, cand, memory, residual.compute, residual.energy, residual.hosted)
+            if not np.isfinite(latency):
+                break
+            over = residual.overflow(c, devices)
+            if (over <= 1e-9).all():
+                return c, devices
+            excluded[int(over.argmax())] = True  # re-route around the device that overflows most
+    return None
+
+
+def solve_fast(problem: Problem, **_: object) -> Solution:
+    t0 = time.perf_counter()
+    unconstrained = best_unconstrained(problem)
+    order = sorted(range(len(problem.candidates)), key=lambda c: unconstrained[c][0])
+    residual = Residual(problem)
+    requests, unplaced = [], 0
+    for _ in range(problem.requests):
+        placed = place_request(problem, residual, order)
+        if placed is None:
+            # Nothing fits: serve it the unconstrained best and let evaluation name the violation.
+            unplaced += 1
+            placed = (order[0], unconstrained[order[0]][2])
+        residual.take(*placed)
+        requests.append(RequestPlan(*placed))
+    lower = min(u[0] for u in unconstrained)
+    note = f"{unplaced} request(s) fit no device set" if unplaced else ""
+    return Solution("fast", requests, problem.evaluate(requests), time.perf_counter() - t0, lower_bound=lower, note=note)

@@ -1,0 +1,279 @@
+"""The planning problem and its cost model (paper, Eq. 5-19): the one home of every formula.
+
+A :class:`Problem` fixes one time step: the model's unit costs, the candidate drop sets with
+their accuracies g(y), the devices and the link rates. A request's plan is a drop set and a
+device for every unit that still runs. :meth:`Problem.evaluate` turns a plan into latency,
+accuracy, energy, memory and compute per device, and the list of violated constraints; every
+solver, the simulator and the runtime's predictions go through it (or through the arrays it
+precomputes, which :mod:`adaptive_resnet.planning.routing` uses for dynamic programming).
+
+Readings of the paper we had to choose (docs/planner.md explains each):
+
+* Latency of a request (Eq. 7-8): the units run one after another, so it is the sum of the
+  compute times c_j / e_i (Eq. 9) of its units and of the transfers between consecutive units
+  on different devices, K_j / rho (Eq. 10). When blocks are dropped, the next unit's input comes
+  over the skip connection from the last unit that ran (Eq. 11, sigma > 1). The direct and skip
+  inputs of a block are then the same tensor from the same device, so the max of Eq. 8 is that
+  one transfer. A device sending to itself costs nothing.
+* Normalisation in Eq. 5: latency is divided by L_ref, the full network's compute time on the
+  fastest device, so both terms of W are about 1 at most.
+* Energy (Eq. 19): compute time x P_c on the device that computes; transfer time x P_t on the
+  device that sends.
+* Memory (Eq. 13): ``paper`` counts m_j (Eq. 1) per request on the executing device;
+  ``shared-weights`` counts a unit's weights once on every device that hosts it, plus m_j per
+  request (activations), because requests share weights.
+* A dropped identity block (DC) costs nothing anywhere and has no device. A first block with its
+  DC dropped still runs its projection shortcut, and a block with its SC dropped runs its
+  residual branch: both need a device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from adaptive_resnet.accuracy import AccuracyTable
+from adaptive_resnet.errors import UserInputError
+from adaptive_resnet.models.naming import Connection, DropPlan
+from adaptive_resnet.profile import ModelProfile, profile_model
+from adaptive_resnet.system import Scenario
+
+BITS_PER_BYTE = 8
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A drop set the planner may choose, with what still runs."""
+
+    plan: DropPlan
+    accuracy: float
+    estimated: bool
+    units: np.ndarray  # indices (into Problem.units) of the units that still run, in order
+    macs: np.ndarray  # multiplications of each running unit (c_j, after the drop)
+    memory_bytes: np.ndarray  # m_j of each running unit, after the drop
+    output_bytes: np.ndarray  # K_j of each running unit: what it sends to the next one
+    skip_in: np.ndarray  # True where a unit's input crosses dropped blocks (Eq. 11, sigma > 1)
+
+
+@dataclass
+class RequestPlan:
+    """One request's decision: its drop set (y, Eq. 4) and a device per running unit (x, Eq. 3)."""
+
+    candidate: int
+    devices: np.ndarray  # device index per running unit of the candidate
+
+
+@dataclass
+class Evaluation:
+    """Everything a plan costs, and what it violates."""
+
+    objective: float
+    latency_s: float  # mean over requests
+    accuracy: float  # mean over requests (Eq. 6)
+    latencies_s: list[float]
+    accuracies: list[float]
+    energy_j: dict[str, float]
+    memory_bytes: dict[str, float]
+    macs: dict[str, float]
+    direct_bytes: float  # sent between devices over direct connections (Eq. 10)
+    skip_bytes: float  # sent over skip connections across dropped blocks (Eq. 11)
+    dropped_blocks: int
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def feasible(self) -> bool:
+        return not self.violations
+
+
+class Problem:
+    """One time step of the paper's optimisation (Eq. 12-19), ready for any solver."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        profile: ModelProfile | None = None,
+        accuracy: AccuracyTable | None = None,
+        *,
+        rates_mbps: np.ndarray | None = None,
+        requests: int | None = None,
+        energy_j: np.ndarray | None = None,
+        available: np.ndarray | None = None,
+    ) -> None:
+        self.scenario = scenario
+        m = scenario.model
+        self.profile = profile or (ModelProfile.load(m.profile) if m.profile else profile_model(m.arch, m.input_size, m.num_classes, m.stem, m.base_channels))
+        self.table = accuracy or AccuracyTable.load(scenario.accuracy)
+        self.units = self.profile.unit_names
+        self.devices = scenario.device_names
+        n = len(self.devices)
+        self.requests = scenario.requests if requests is None else requests
+        self.alpha, self.beta = scenario.alpha, scenario.beta
+        self.threshold = scenario.accuracy_threshold
+        self.shared_weights = scenario.memory_mode == "shared-weights"
+        self.speed_macs = np.array([d.speed_gmacs * 1e9 for d in scenario.devices])
+        self.compute_limit_macs = np.array([d.compute_limit_gmac * 1e9 for d in scenario.devices])
+        self.memory_limit_bytes = np.array([d.memory_mb * 1e6 for d in scenario.devices])
+        self.energy_limit_j = np.array([d.energy_j for d in scenario.devices]) if energy_j is None else np.asarray(energy_j, float)
+        self.available = np.ones(n, bool) if available is None else np.asarray(available, bool)
+        rates = scenario.rate_matrix() if rates_mbps is None else np.array(rates_mbps, float)
+        np.fill_diagonal(rates, np.inf)
+        self.rate_bps = rates * 1e6
+        self.compute_w, self.transmit_w = scenario.power.compute_w, scenario.power.transmit_w
+        self.weight_bytes = np.array([u.weight_bytes for u in self.profile.units], float)
+        # L_ref: the full network's compute time on the fastest device (Eq. 5's normalisation).
+        self.reference_latency_s = self.profile.total("macs") / self.speed_macs.max()
+        if self.table.arch and self.table.arch != self.profile.arch:
+            raise UserInputError(f"accuracy source {self.table.name} is for {self.table.arch}, the scenario's model is {self.profile.arch}")
+        self.candidates = self._candidates()
+
+    def _candidates(self) -> list[Candidate]:
+        found = self.table.candidates(self.threshold, include_estimates=self.scenario.allow_estimates)
+        if not found:
+            raise UserInputError(
+                f"accuracy_threshold {self.threshold} is above every drop set's accuracy "
+                f"(best: {self.table.best_possible():.4f} from {self.table.name})"
+            )
+        out = []
+        for plan, acc in found:
+            plan.validate(self.units[1:-1])
+            idx, macs, mem, out_b, skip = [], [], [], [], []
+            gap = False
+            for u, name in enumerate(self.units):
+                dropped = plan.dropped(name)
+                c, m = self.profile.kept_cost(name, dropped)
+                if dropped is Connection.DC and c == 0 and m == 0:
+                    gap = True  # nothing runs: the tensor passes through untouched
+                    continue
+                idx.append(u)
+                macs.append(c)
+                mem.append(m)
+                out_b.append(self.profile[name].output_bytes)
+                skip.append(gap)
+                gap = False
+            out.append(Candidate(plan, acc.value, acc.estimated, np.array(idx), np.array(macs, float),
+                                 np.array(mem, float), np.array(out_b, float), np.array(skip)))
+        return out
+
+    # -- per-request cost arrays, shared by the evaluator and the dynamic programs ---------------
+
+    def compute_s(self, cand: Candidate) -> np.ndarray:
+        """(L, N): Eq. 9, c_j / e_i, for every running unit on every device."""
+        return cand.macs[:, None] / self.speed_macs[None, :]
+
+    def transfer_s(self, cand: Candidate) -> np.ndarray:
+        """(L, N, N): Eq. 10/11, K_j / rho(i, k), unit l's output sent from device i to device k."""
+        return cand.output_bytes[:, None, None] * BITS_PER_BYTE / self.rate_bps[None, :, :]
+
+    def latency_s(self, cand: Candidate, devices: np.ndarray) -> float:
+        """Eq. 7-8 for one request: compute plus transfers along its chain of running units."""
+        compute = float((cand.macs / self.speed_macs[devices]).sum())
+        src, dst = devices[:-1], devices[1:]
+        moved = src != dst
+        transfer = float((cand.output_bytes[:-1][moved] * BITS_PER_BYTE / self.rate_bps[src[moved], dst[moved]]).sum())
+        return compute + transfer
+
+    def objective(self, mean_latency_s: float, mean_accuracy: float) -> float:
+        """Eq. 5: W = alpha * latency / L_ref + beta * (1 - accuracy)."""
+        return self.alpha * mean_latency_s / self.reference_latency_s + self.beta * (1.0 - mean_accuracy)
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def evaluate(self, plan: list[RequestPlan]) -> Evaluation:
+        """Cost and constraint check of a whole time step's plan (Eq. 5-19)."""
+        n = len(self.devices)
+        energy, memory, macs = np.zeros(n), np.zeros(n), np.zeros(n)
+        hosted = np.zeros((len(self.units), n), bool)
+        latencies, accuracies, violations = [], [], []
+        direct_b = skip_b = 0.0
+        dropped = 0
+        if len(plan) != self.requests:
+            violations.append(f"requests: plan has {len(plan)} requests, the time step has {self.requests}")
+        for r, req in enumerate(plan):
+            cand = self.candidates[req.candidate]
+            dev = np.asarray(req.devices, int)
+            if dev.shape != cand.units.shape:
+                raise ValueError(f"request {r}: {dev.shape[0]} devices for {cand.units.shape[0]} running units")
+            latencies.append(self.latency_s(cand, dev))
+            accuracies.append(cand.accuracy)
+            dropped += len(cand.plan.drops)
+            if cand.accuracy < self.threshold:
+                violations.append(f"accuracy[request {r}]: {cand.accuracy:.4f} < threshold {self.threshold}")
+            t_c = cand.macs / self.speed_macs[dev]
+            np.add.at(energy, dev, t_c * self.compute_w)
+            np.add.at(macs, dev, cand.macs)
+            np.add.at(memory, dev, cand.memory_bytes)
+            hosted[cand.units, dev] = True
+            src, dst = dev[:-1], dev[1:]
+            moved = src != dst
+            t_tr = cand.output_bytes[:-1][moved] * BITS_PER_BYTE / self.rate_bps[src[moved], dst[moved]]
+            np.add.at(energy, src[moved], t_tr * self.transmit_w)
+            sent = cand.output_bytes[:-1][moved]
+            skip = cand.skip_in[1:][moved]
+            direct_b += float(sent[~skip].sum())
+            skip_b += float(sent[skip].sum())
+            gone = ~self.available[dev]
+            if gone.any():
+                violations.append(f"placement[request {r}]: uses unavailable device {self.devices[int(dev[gone][0])]}")
+        if self.shared_weights:
+            memory += (hosted * self.weight_bytes[:, None]).sum(0)
+        for i, name in enumerate(self.devices):
+            if memory[i] > self.memory_limit_bytes[i] * (1 + 1e-9):
+                violations.append(f"memory[{name}]: {memory[i] / 1e6:.2f} MB > {self.memory_limit_bytes[i] / 1e6:.2f} MB")
+            if macs[i] > self.compute_limit_macs[i] * (1 + 1e-9):
+                violations.append(f"compute[{name}]: {macs[i] / 1e9:.3f} GMAC > {self.compute_limit_macs[i] / 1e9:.3f} GMAC")
+            if energy[i] > self.energy_limit_j[i] * (1 + 1e-9):
+                violations.append(f"energy[{name}]: {energy[i]:.2f} J > {self.energy_limit_j[i]:.2f} J")
+        mean_lat = float(np.mean(latencies)) if latencies else 0.0
+        mean_acc = float(np.mean(accuracies)) if accuracies else 0.0
+        return Evaluation(
+            objective=self.objective(mean_lat, mean_acc), latency_s=mean_lat, accuracy=mean_acc,
+            latencies_s=latencies, accuracies=accuracies,
+            energy_j=dict(zip(self.devices, energy.tolist())), memory_bytes=dict(zip(self.devices, memory.tolist())),
+            macs=dict(zip(self.devices, macs.tolist())), direct_bytes=direct_b, skip_bytes=skip_b,
+            dropped_blocks=dropped, violations=violations,
+        )
+
+    # -- plan <-> JSON placement maps -----------------------------------------------------------
+
+    def placement(self, req: RequestPlan) -> dict[str, str | None]:
+        """Unit name -> device name, or None where the unit does not run."""
+        cand = self.candidates[req.candidate]
+        out: dict[str, str | None] = dict.fromkeys(self.units)
+        for u, d in zip(cand.units, req.devices, strict=True):
+            out[self.units[u]] = self.devices[int(d)]
+        return out
+
+    def request_from_json(self, obj: dict, r: int) -> RequestPlan:
+        """Parse one request object of a plan file; its drop set is its ``drops`` or its nulls."""
+        placement = obj.get("placement")
+        if not isinstance(placement, dict):
+            raise UserInputError(f"plan request {r}: needs a 'placement' map of unit -> device")
+        unknown = [u for u in placement if u not in self.units]
+        if unknown:
+            from adaptive_resnet.errors import unknown_choice
+
+            raise unknown_choice(f"unit in request {r}", unknown[0], self.units)
+        missing = [u for u in self.units if u not in placement]
+        if missing:
+            raise UserInputError(f"plan request {r}: no placement for {', '.join(missing)} (use null for a dropped block)")
+        if "drops" in obj:
+            plan = DropPlan.of(obj["drops"])
+        else:
+            plan = DropPlan.dc([u for u, d in placement.items() if d is None])
+        for u in (self.units[0], self.units[-1]):
+            if placement[u] is None:
+                raise UserInputError(f"plan request {r}: {u} cannot be dropped")
+        index = next((c for c, cand in enumerate(self.candidates) if cand.plan == plan), None)
+        if index is None:
+            raise UserInputError(f"plan request {r}: drop set {plan} has no accuracy at or above the threshold in {self.table.name}")
+        cand = self.candidates[index]
+        devices = []
+        for u in cand.units:
+            name = placement[self.units[u]]
+            if name not in self.devices:
+                from adaptive_resnet.errors import unknown_choice
+
+                raise unknown_choice(f"device for {self.units[u]} in request {r}", name, self.devices)
+            devices.append(self.devices.index(name))
+        return RequestPlan(index, np.array(devices))

@@ -1,0 +1,112 @@
+"""Shortest routes of one request through the devices, by dynamic programming.
+
+For a fixed drop set the running units form a chain; placing them on devices is a shortest path
+in a layered graph (layer = unit, node = device, node cost = Eq. 9, edge cost = Eq. 10/11). The
+DP is exact and costs O(L N^2); with capacities ignored it gives every request's optimum, hence a
+valid lower bound for the whole time step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adaptive_resnet.planning.problem import Candidate, Problem
+
+
+def shortest_route(
+    problem: Problem,
+    cand: Candidate,
+    allowed: np.ndarray | None = None,
+    extra_cost: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
+    """Minimum-latency devices for ``cand``'s running units: (latency_s or inf, devices).
+
+    ``allowed`` (L, N) masks device choices; ``extra_cost`` (L, N) adds a price per node, in
+    seconds, for price-guided heuristics. The returned latency excludes the prices.
+    """
+    compute = problem.compute_s(cand)
+    transfer = problem.transfer_s(cand)
+    node = compute if extra_cost is None else compute + extra_cost
+    mask = np.broadcast_to(problem.available, node.shape).copy()
+    if allowed is not None:
+        mask &= allowed
+    node = np.where(mask, node, np.inf)
+    L, N = node.shape
+    cost = node[0].copy()
+    back = np.zeros((L, N), int)
+    for layer in range(1, L):
+        total = cost[:, None] + transfer[layer - 1]  # (from i, to k)
+        back[layer] = total.argmin(0)
+        cost = total[back[layer], np.arange(N)] + node[layer]
+    end = int(cost.argmin())
+    if not np.isfinite(cost[end]):
+        return float("inf"), np.zeros(L, int)
+    devices = np.empty(L, int)
+    devices[-1] = end
+    for layer in range(L - 1, 0, -1):
+        devices[layer - 1] = back[layer, devices[layer]]
+    return problem.latency_s(cand, devices), devices
+
+
+def best_unconstrained(problem: Problem) -> list[tuple[float, float, np.ndarray]]:
+    """Per candidate: (per-request objective, latency_s, devices) with capacities ignored."""
+    out = []
+    for cand in problem.candidates:
+        latency, devices = shortest_route(problem, cand)
+        out.append((problem.objective(latency, cand.accuracy), latency, devices))
+    return out
+
+
+def segment_route(
+    problem: Problem,
+    cand: Candidate,
+    memory_left: np.ndarray,
+    compute_left: np.ndarray,
+    energy_left: np.ndarray,
+    hosted: np.ndarray,
+) -> tuple[float, np.ndarray]:
+    """Minimum-latency route made of contiguous segments, each fitting its device's remainder.
+
+    A route visits a device in one contiguous run of units (a *segment*); the DP is over segment
+    ends, so each segment's total compute, memory (with weights not yet hosted there) and
+    compute energy are checked against what the device has left. Transmit energy and a device
+    revisited by two segments are not seen here; callers re-check the whole route.
+    """
+    L, N = len(cand.units), len(problem.devices)
+    compute_t = problem.compute_s(cand)
+    transfer = problem.transfer_s(cand).copy()
+    transfer[:, np.arange(N), np.arange(N)] = np.inf  # a segment boundary changes device
+    cum_t = np.vstack([np.zeros(N), np.cumsum(compute_t, 0)])
+    cum_macs = np.concatenate([[0.0], np.cumsum(cand.macs)])
+    mem = cand.memory_bytes[:, None] + (problem.weight_bytes[cand.units][:, None] * ~hosted[cand.units] if problem.shared_weights else 0.0)
+    cum_mem = np.vstack([np.zeros(N), np.cumsum(np.broadcast_to(mem, (L, N)), 0)])
+    cum_energy = cum_t * problem.compute_w
+    ok_device = problem.available.copy()
+    best = np.full((L + 1, N), np.inf)
+    enter = np.full((L + 1, N), np.inf)  # cost to start a segment at unit a on device k
+    enter[0] = 0.0
+    enter_from = np.zeros((L + 1, N), int)
+    seg_start = np.zeros((L + 1, N), int)
+    for b in range(1, L + 1):
+        a = np.arange(b)
+        seg_t = cum_t[b][None, :] - cum_t[a]
+        fits = ((cum_macs[b] - cum_macs[a])[:, None] <= compute_left[None, :] * (1 + 1e-9)) \
+            & (cum_mem[b][None, :] - cum_mem[a] <= memory_left[None, :] * (1 + 1e-9)) \
+            & (cum_energy[b][None, :] - cum_energy[a] <= energy_left[None, :] * (1 + 1e-9)) & ok_device[None, :]
+        total = np.where(fits, enter[a] + seg_t, np.inf)
+        seg_start[b] = total.argmin(0)
+        best[b] = total[seg_start[b], np.arange(N)]
+        if b < L:
+            via = best[b][:, None] + transfer[b - 1]  # from device i (ending at b-1) to k
+            enter_from[b] = via.argmin(0)
+            enter[b] = via[enter_from[b], np.arange(N)]
+    end = int(best[L].argmin())
+    if not np.isfinite(best[L, end]):
+        return float("inf"), np.zeros(L, int)
+    devices = np.empty(L, int)
+    b, k = L, end
+    while b > 0:
+        a = seg_start[b, k]
+        devices[a:b] = k
+        k, b = (enter_from[a, k], a) if a > 0 else (k, 0)
+    return problem.latency_s(cand, devices), devices
