@@ -60,24 +60,68 @@ class Residual:
         self.hosted |= new_hosts
 
 
-def place_request(problem: Problem, residual: Residual, order: list[int], retries: int = 3) -> tuple[int, np.ndarray] | None:
-    """The first drop set (in ``order``) with a route that fits ``residual``, or None."""
-    for c in order:
-        cand = problem.candidates[c]
-        latency, devices = shortest_route(problem, cand)
-        if np.isfinite(latency) and (residual.overflow(c, devices) <= 1e-9).all():
-            return c, devices
-        excluded = np.zeros(len(problem.devices), bool)
-        for _ in range(retries + 1):
-            memory = np.where(excluded, -1.0, residual.memory)
-            latency, devices = segment_route(problem, cand, memory, residual.compute, residual.energy, residual.hosted)
-            if not np.isfinite(latency):
-                break
-            over = residual.overflow(c, devices)
-            if (over <= 1e-9).all():
-                return c, devices
-            excluded[int(over.argmax())] = True  # re-route around the device that overflows most
+def route_within(problem: Problem, residual: Residual, c: int, retries: int = 4) -> tuple[float, np.ndarray] | None:
+    """The best route for drop set ``c`` that fits ``residual`` (as far as the heuristic finds)."""
+    cand = problem.candidates[c]
+    latency, devices = shortest_route(problem, cand)
+    if np.isfinite(latency) and (residual.overflow(c, devices) <= 1e-9).all():
+        return latency, devices
+    share = np.ones(len(problem.devices))
+    for _ in range(retries + 1):
+        latency, devices = segment_route(problem, cand, residual.memory * share, residual.compute * share,
+                                         residual.energy * share, residual.hosted)
+        if not np.isfinite(latency):
+            return None
+        over = residual.overflow(c, devices)
+        if (over <= 1e-9).all():
+            return latency, devices
+        # The route came back to a device (two segments that fit alone, not together) or its
+        # transmit energy tipped it over: give each segment there half of what is left.
+        share[over > 1e-9] *= 0.5
     return None
+
+
+def place_request(problem: Problem, residual: Residual, order: list[int], bounds: list[float]) -> tuple[int, np.ndarray] | None:
+    """The drop set and route with the lowest objective that fit ``residual``, or None.
+
+    Drop sets are tried in order of their capacity-free bound and the search stops once that
+    bound reaches the best objective found, so usually only one or two are routed.
+    """
+    best: tuple[float, int, np.ndarray] | None = None
+    for c in order:
+        if best is not None and bounds[c] >= best[0]:
+            break
+        found = route_within(problem, residual, c)
+        if found is not None:
+            objective = problem.objective(found[0], problem.candidates[c].accuracy)
+            if best is None or objective < best[0]:
+                best = (objective, c, found[1])
+    return None if best is None else (best[1], best[2])
+
+
+def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2) -> list[RequestPlan]:
+    """Local search: take each request out, re-place it against the others, keep improvements."""
+    unconstrained = best_unconstrained(problem)
+    order = sorted(range(len(problem.candidates)), key=lambda c: unconstrained[c][0])
+    bounds = [u[0] for u in unconstrained]
+    current = problem.evaluate(requests)
+    for _ in range(passes):
+        changed = False
+        for r in range(len(requests)):
+            residual = Residual(problem)
+            for other, req in enumerate(requests):
+                if other != r:
+                    residual.take(req.candidate, req.devices)
+            placed = place_request(problem, residual, order, bounds)
+            if placed is None:
+                continue
+            trial = requests[:r] + [RequestPlan(*placed)] + requests[r + 1 :]
+            ev = problem.evaluate(trial)
+            if ev.feasible and (not current.feasible or ev.objective < current.objective - 1e-12):
+                requests, current, changed = trial, ev, True
+        if not changed:
+            break
+    return requests
 
 
 def solve_fast(problem: Problem, **_: object) -> Solution:
@@ -86,8 +130,9 @@ def solve_fast(problem: Problem, **_: object) -> Solution:
     order = sorted(range(len(problem.candidates)), key=lambda c: unconstrained[c][0])
     residual = Residual(problem)
     requests, unplaced = [], 0
+    bounds = [u[0] for u in unconstrained]
     for _ in range(problem.requests):
-        placed = place_request(problem, residual, order)
+        placed = place_request(problem, residual, order, bounds)
         if placed is None:
             # Nothing fits: serve it the unconstrained best and let evaluation name the violation.
             unplaced += 1

@@ -110,3 +110,22 @@ def segment_route(
         devices[a:b] = k
         k, b = (enter_from[a, k], a) if a > 0 else (k, 0)
     return problem.latency_s(cand, devices), devices
+
+
+def single_request_bound(problem: Problem) -> float:
+    """A lower bound on every request's objective that respects each device's capacities.
+
+    Whatever the other requests do, one request's units on a device cannot exceed that device's
+    whole memory, compute and energy; the segment DP with full capacities enforces this per
+    contiguous segment, a relaxation of the per-device totals, so its optimum is a valid bound.
+    It is far tighter than the capacity-free bound when a whole network fits no single device.
+    """
+    empty = np.zeros((len(problem.units), len(problem.devices)), bool)
+    best = np.inf
+    for cand in problem.candidates:
+        floor = problem.objective(0.0, cand.accuracy)
+        if floor >= best:
+            continue
+        latency, _ = segment_route(problem, cand, problem.memory_limit_bytes, problem.compute_limit_macs, problem.energy_limit_j, empty)
+        best = min(best, problem.objective(latency, cand.accuracy))
+    return best

@@ -1,0 +1,212 @@
+"""``exact``: optimal plans where provable, with a valid lower bound and the gap otherwise.
+
+1. Capacities ignored, requests are independent and each one's best plan is a shortest route
+   (:mod:`~adaptive_resnet.planning.routing`) for its best drop set. If that plan, repeated for
+   every request, fits every device, it is optimal: done in milliseconds.
+2. Otherwise a mixed-integer program, solved by HiGHS (through ``scipy.optimize.milp``). The
+   requests of a time step are interchangeable, so instead of one path per request it carries,
+   for each drop set d, an integer flow of n_d requests through the layered graph of d's running
+   units (node = unit on device, edge = transfer). Integer flows decompose into n_d paths, so the
+   program is exact, and its size does not grow with R. Capacities (Eq. 13, 14, 17) are linear
+   in the flows; in ``shared-weights`` mode a binary h[j, i] marks that device i hosts unit j.
+   Drop sets that cannot appear in an optimal plan (their own lower bound already exceeds the
+   heuristic's objective) are left out.
+
+Before the program, two cheap steps often settle it: a per-request bound that respects each
+device's capacities (:func:`~adaptive_resnet.planning.routing.single_request_bound`), and the
+``fast`` plan improved by local search; when they meet, the plan is optimal. The answer is the
+best plan found; the lower bound is the largest valid bound (capacity-free, per-request, and
+the program's dual bound).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from adaptive_resnet.planning.fast import improve, solve_fast
+from adaptive_resnet.planning.problem import Problem, RequestPlan
+from adaptive_resnet.planning.routing import best_unconstrained, single_request_bound
+from adaptive_resnet.planning.solution import Solution
+
+
+def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Solution:
+    t0 = time.perf_counter()
+    unconstrained = best_unconstrained(problem)
+    best_c = int(np.argmin([u[0] for u in unconstrained]))
+    lower = unconstrained[best_c][0]
+    requests = [RequestPlan(best_c, unconstrained[best_c][2]) for _ in range(problem.requests)]
+    evaluation = problem.evaluate(requests)
+    if evaluation.feasible:
+        return Solution("exact", requests, evaluation, time.perf_counter() - t0, lower_bound=lower,
+                        note="optimal: capacities do not bind (dynamic programming)")
+    lower = max(lower, single_request_bound(problem))
+    heuristic = solve_fast(problem)
+    best_requests = improve(problem, heuristic.requests)
+    best_eval = problem.evaluate(best_requests)
+    note = "fast heuristic + local search"
+    if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
+        return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=lower,
+                        note="optimal: heuristic plan meets the per-request bound")
+    incumbent = best_eval.objective if best_eval.feasible else np.inf
+    remaining = time_limit_s - (time.perf_counter() - t0)
+    if remaining > 0.05:
+        milp = _solve_milp(problem, unconstrained, incumbent, remaining)
+        if milp["requests"] is not None:
+            ev = problem.evaluate(milp["requests"])
+            if ev.feasible and (not best_eval.feasible or ev.objective < best_eval.objective - 1e-12):
+                best_requests, best_eval, note = milp["requests"], ev, "MILP incumbent"
+        if milp["bound"] is not None:
+            lower = max(lower, milp["bound"])
+        note += f"; MILP: {milp['status']}"
+        if milp["infeasible"]:
+            return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=None,
+                            note="infeasible: " + _binding(problem))
+    if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
+        note = "optimal (" + note + ")"
+    elif not best_eval.feasible:
+        note = "no feasible plan found; " + _binding(problem)
+    return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=lower, note=note)
+
+
+def _binding(problem: Problem) -> str:
+    """A name for the constraint that makes a time step infeasible, as far as a quick check sees."""
+    smallest = min(problem.candidates, key=lambda c: c.macs.sum())
+    need_macs = smallest.macs.sum() * problem.requests
+    avail = problem.available
+    if need_macs > problem.compute_limit_macs[avail].sum():
+        return f"compute: {problem.requests} requests need >= {need_macs / 1e9:.2f} GMAC, devices offer {problem.compute_limit_macs[avail].sum() / 1e9:.2f}"
+    need_mem = smallest.memory_bytes.sum() * problem.requests + (problem.weight_bytes[smallest.units].sum() if problem.shared_weights else 0)
+    if need_mem > problem.memory_limit_bytes[avail].sum():
+        return f"memory: the smallest allowed model needs {need_mem / 1e6:.1f} MB, devices offer {problem.memory_limit_bytes[avail].sum() / 1e6:.1f} MB"
+    need_j = min(smallest.macs.sum() / problem.speed_macs[avail].max() * problem.compute_w * problem.requests, np.inf)
+    if need_j > problem.energy_limit_j[avail].sum():
+        return f"energy: {problem.requests} requests need >= {need_j:.1f} J, devices hold {problem.energy_limit_j[avail].sum():.1f} J"
+    return "no assignment satisfies memory, compute and energy together (MILP proof)"
+
+
+def _solve_milp(problem: Problem, unconstrained, incumbent: float, time_limit_s: float) -> dict:
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
+    R, N = problem.requests, len(problem.devices)
+    scale = problem.alpha / (R * problem.reference_latency_s)
+    lb0 = min(u[0] for u in unconstrained)
+    keep = [c for c, u in enumerate(unconstrained) if ((R - 1) * lb0 + u[0]) / R <= incumbent + 1e-12 and np.isfinite(u[0])]
+
+    cost: list[np.ndarray] = []
+    integral: list[np.ndarray] = []
+    upper: list[np.ndarray] = []
+    rows, cols, vals = [], [], []
+    eq_rhs: list[float] = []
+    n_var = 0
+
+    def new_vars(count: int, c: np.ndarray, integer: bool, ub: np.ndarray | float) -> np.ndarray:
+        nonlocal n_var
+        idx = np.arange(n_var, n_var + count)
+        n_var += count
+        cost.append(np.broadcast_to(c, (count,)).astype(float))
+        integral.append(np.full(count, int(integer)))
+        upper.append(np.broadcast_to(np.asarray(ub, float), (count,)).copy())
+        return idx
+
+    def add_eq(index_lists: list[np.ndarray], coef_lists: list[np.ndarray], rhs: float) -> None:
+        r = len(eq_rhs)
+        for idx, coef in zip(index_lists, coef_lists, strict=True):
+            rows.extend([r] * len(idx))
+            cols.extend(idx.tolist())
+            vals.extend(np.broadcast_to(coef, idx.shape).tolist())
+        eq_rhs.append(rhs)
+
+    # Inequality rows per device: memory, compute, energy (coefficients gathered, then stacked).
+    ineq = {k: ([], []) for k in ("memory", "compute", "energy")}
+    hosting_rows: list[tuple[int, int, int]] = []  # (u var, unit, device)
+    dev_ub = np.where(problem.available, R, 0.0)
+    n_vars, u_vars, f_vars = {}, {}, {}
+    for c in keep:
+        cand = problem.candidates[c]
+        L = len(cand.units)
+        n_vars[c] = new_vars(1, np.array([problem.beta * (1 - cand.accuracy) / R]), True, R)
+        comp_t = problem.compute_s(cand)  # (L, N)
+        u = new_vars(L * N, (comp_t * scale).ravel(), False, np.tile(dev_ub, L)).reshape(L, N)
+        tr = problem.transfer_s(cand)[:-1].copy()  # (L-1, N, N)
+        tr[:, np.arange(N), np.arange(N)] = 0.0
+        f = new_vars((L - 1) * N * N, (tr * scale).ravel(), True, R).reshape(L - 1, N, N)
+        u_vars[c], f_vars[c] = u, f
+        add_eq([u[0], n_vars[c]], [np.ones(N), np.array([-1.0])], 0.0)
+        for layer in range(L - 1):
+            for i in range(N):
+                add_eq([f[layer, i, :], u[layer, i : i + 1]], [np.ones(N), np.array([-1.0])], 0.0)
+                add_eq([f[layer, :, i], u[layer + 1, i : i + 1]], [np.ones(N), np.array([-1.0])], 0.0)
+        for i in range(N):
+            ineq["compute"][0].append((i, u[:, i], cand.macs))
+            ineq["memory"][0].append((i, u[:, i], cand.memory_bytes))
+            ineq["energy"][0].append((i, u[:, i], comp_t[:, i] * problem.compute_w))
+            ineq["energy"][0].append((i, f[:, i, :].ravel(), (tr[:, i, :] * problem.transmit_w).ravel()))
+            for layer in range(L):
+                hosting_rows.append((int(u[layer, i]), int(cand.units[layer]), i))
+    add_eq([np.array([n_vars[c][0] for c in keep])], [np.ones(len(keep))], float(R))
+
+    h = None
+    if problem.shared_weights:
+        units_used = sorted({unit for _, unit, _ in hosting_rows})
+        h_index = {}
+        for unit in units_used:
+            idx = new_vars(N, np.zeros(N), True, problem.available.astype(float))
+            for i in range(N):
+                h_index[(unit, i)] = idx[i]
+                ineq["memory"][0].append((i, np.array([idx[i]]), np.array([problem.weight_bytes[unit]])))
+        h = h_index
+
+    n_eq = len(eq_rhs)
+    ub_rhs: list[float] = []
+    for kind, limit in (("memory", problem.memory_limit_bytes), ("compute", problem.compute_limit_macs), ("energy", problem.energy_limit_j)):
+        for i in range(N):
+            r = n_eq + len(ub_rhs)
+            for dev, idx, coef in ineq[kind][0]:
+                if dev == i:
+                    rows.extend([r] * len(idx))
+                    cols.extend(np.asarray(idx).tolist())
+                    vals.extend(np.asarray(coef, float).tolist())
+            ub_rhs.append(float(limit[i]))
+    if h is not None:
+        for u_var, unit, i in hosting_rows:  # u <= R * h
+            r = n_eq + len(ub_rhs)
+            rows.extend([r, r])
+            cols.extend([u_var, int(h[(unit, i)])])
+            vals.extend([1.0, -float(R)])
+            ub_rhs.append(0.0)
+
+    A = coo_matrix((vals, (rows, cols)), shape=(n_eq + len(ub_rhs), n_var)).tocsr()
+    lo = np.concatenate([np.array(eq_rhs), np.full(len(ub_rhs), -np.inf)])
+    hi = np.concatenate([np.array(eq_rhs), np.array(ub_rhs)])
+    res = milp(
+        c=np.concatenate(cost), integrality=np.concatenate(integral), bounds=Bounds(0, np.concatenate(upper)),
+        constraints=LinearConstraint(A, lo, hi), options={"time_limit": time_limit_s, "disp": False},
+    )
+    out = {"requests": None, "bound": None, "status": res.message.split("(")[0].strip(), "proven": res.status == 0,
+           "infeasible": res.status == 2}
+    bound = getattr(res, "mip_dual_bound", None)
+    if bound is not None and np.isfinite(bound):
+        out["bound"] = float(bound)
+    if res.x is not None:
+        x = np.round(res.x).astype(int)
+        requests = []
+        for c in keep:
+            f, count = f_vars[c], int(x[n_vars[c][0]])
+            flow = x[f]  # (L-1, N, N)
+            start = x[u_vars[c][0]].copy()
+            for _ in range(count):
+                i = int(np.flatnonzero(start > 0)[0])
+                start[i] -= 1
+                path = [i]
+                for layer in range(flow.shape[0]):
+                    k = int(np.flatnonzero(flow[layer, path[-1]] > 0)[0])
+                    flow[layer, path[-1], k] -= 1
+                    path.append(k)
+                requests.append(RequestPlan(c, np.array(path)))
+        out["requests"] = requests
+        if res.status == 0:
+            out["bound"] = max(out["bound"] or -np.inf, float(res.fun))
+    return out
