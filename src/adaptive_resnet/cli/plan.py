@@ -1,0 +1,94 @@
+"""``adaptive-resnet plan``, ``evaluate`` and ``pareto``: the planner from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from adaptive_resnet.cli.app import command
+
+
+def _problem(scenario: Path):
+    from adaptive_resnet.planning import Problem
+    from adaptive_resnet.system import load_scenario
+
+    return Problem(load_scenario(scenario))
+
+
+def _summary(doc: dict) -> str:
+    lines = [
+        f"solver {doc['solver']}: {'feasible' if doc['feasible'] else 'INFEASIBLE'}, objective {doc['objective']:.4f}"
+        + (f", lower bound {doc['lower_bound']:.4f}" if doc.get("lower_bound") is not None else ""),
+        f"mean latency {doc['latency_s']:.3f} s, mean accuracy {doc['accuracy'] * 100:.2f}%, solved in {doc.get('solve_time_s', 0):.3f} s",
+    ]
+    lines += [f"violated: {v}" for v in doc["violations"]]
+    if doc.get("note"):
+        lines.append(doc["note"])
+    return "\n".join(lines)
+
+
+@command("plan")
+def plan_cli(
+    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    solver: str = typer.Option("exact", help="exact, fast or paper."),
+    time_limit: float = typer.Option(1.0, help="Seconds for the exact solver's MILP / the GA."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    out: Path = typer.Option(None, help="Also write the plan JSON here."),
+) -> None:
+    """Plan one time step: which device runs each block and which blocks are dropped."""
+    from adaptive_resnet.planning import solve
+
+    problem = _problem(scenario)
+    options = {"time_limit_s": time_limit} if solver != "paper" else {}
+    doc = solve(problem, solver, **options).to_json(problem)
+    if out:
+        out.write_text(json.dumps(doc, indent=2) + "\n")
+    typer.echo(json.dumps(doc, indent=2) if as_json else _summary(doc))
+
+
+@command("evaluate")
+def evaluate_cli(
+    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    plan: Path = typer.Argument(..., help="Plan JSON (as `plan --json` writes it)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Re-evaluate a plan: objective, latency, accuracy, energy and memory, violated constraints."""
+    from adaptive_resnet.errors import UserInputError
+    from adaptive_resnet.planning.solution import Solution
+
+    problem = _problem(scenario)
+    try:
+        doc = json.loads(plan.read_text())
+        requests = doc["requests"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserInputError(f"cannot read plan {plan}: {type(exc).__name__}: {exc}") from None
+    parsed = [problem.request_from_json(r, i) for i, r in enumerate(requests)]
+    out = Solution("evaluate", parsed, problem.evaluate(parsed), 0.0).to_json(problem)
+    typer.echo(json.dumps(out, indent=2) if as_json else _summary(out))
+
+
+@command("pareto")
+def pareto_cli(
+    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    out: Path = typer.Option(Path("runs/pareto"), help="Folder for pareto.csv and pareto.png."),
+    solver: str = typer.Option("exact", help="Solver for each point."),
+    time_limit: float = typer.Option(2.0, help="Seconds per point for the exact solver."),
+) -> None:
+    """Latency-accuracy Pareto front (epsilon-constraint over accuracy)."""
+    import csv
+
+    from adaptive_resnet.planning.pareto import pareto_front, plot_front
+
+    problem = _problem(scenario)
+    front = pareto_front(problem, solver, time_limit)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "pareto.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["accuracy_threshold", "accuracy", "latency_s", "feasible", "lower_bound_latency_s"])
+        writer.writeheader()
+        writer.writerows(front)
+    plot_front(front, out / "pareto.png", f"{problem.scenario.name}: latency vs accuracy ({solver})")
+    for p in front:
+        typer.echo(f"accuracy {p['accuracy'] * 100:6.2f}%  latency {p['latency_s']:.3f} s")
+    typer.echo(f"front of {len(front)} points written to {out}")

@@ -1,0 +1,166 @@
+"""The cost model worked by hand, exact vs brute force, every solver re-evaluated, infeasibility."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from adaptive_resnet.accuracy import AccuracyTable
+from adaptive_resnet.cli import app
+from adaptive_resnet.errors import UserInputError
+from adaptive_resnet.models import DropPlan
+from adaptive_resnet.planning import Problem, RequestPlan, solve
+from adaptive_resnet.profile import ModelProfile, UnitCost
+from adaptive_resnet.system import parse_scenario
+
+# Four units; all numbers round so that costs can be worked by hand.
+PROFILE = ModelProfile("resnet50", 32, 10, "cifar", 4, (
+    UnitCost("stage1", 0, 10_000_000, 1_000_000_000, 1_000_000, 1_000_000),
+    UnitCost("stage2.block1", 0, 20_000_000, 2_000_000_000, 2_000_000, 500_000),
+    UnitCost("stage2.block2", 0, 20_000_000, 2_000_000_000, 2_000_000, 500_000),
+    UnitCost("head", 0, 1_000_000, 100_000_000, 500_000, 4_000),
+))
+TABLE = AccuracyTable(0.9, {DropPlan.dc(["stage2.block2"]): 0.85, DropPlan.dc(["stage2.block1"]): 0.5}, name="t", arch="resnet50")
+
+
+def scenario(devices: str, requests: int = 1, alpha: float = 0.5, threshold: float = 0.8, mode: str = "shared-weights", rates: str = "default: 8"):
+    return parse_scenario(f"""
+alpha: {alpha}
+beta: {1 - alpha}
+accuracy_threshold: {threshold}
+memory_mode: {mode}
+requests: {requests}
+power: {{compute_w: 2, transmit_w: 5}}
+devices:
+{devices}
+rates_mbps: {{{rates}}}
+""")
+
+
+TWO = """  - {name: a, memory_mb: 100, speed_gmacs: 1, compute_limit_gmac: 100, energy_j: 1000}
+  - {name: b, memory_mb: 100, speed_gmacs: 2, compute_limit_gmac: 100, energy_j: 1000}"""
+
+
+def test_cost_model_worked_by_hand():
+    problem = Problem(scenario(TWO), PROFILE, TABLE)
+    full = next(c for c, cand in enumerate(problem.candidates) if not cand.plan)
+    # stem on a, the two blocks and the head on b.
+    plan = [RequestPlan(full, np.array([0, 1, 1, 1]))]
+    ev = problem.evaluate(plan)
+    compute_s = 1.0 / 1 + (2 + 2 + 0.1) / 2  # Eq. 9: c_j / e_i
+    transfer_s = 1_000_000 * 8 / 8e6  # Eq. 10: the stem's 1 MB over 8 Mb/s = 1 s
+    assert ev.latency_s == pytest.approx(compute_s + transfer_s)
+    assert ev.energy_j["a"] == pytest.approx(1.0 * 2 + 1.0 * 5)  # compute 1 s at 2 W, sends 1 s at 5 W
+    assert ev.energy_j["b"] == pytest.approx(2.05 * 2)
+    # shared-weights: weights once per hosting device, plus activations per request
+    assert ev.memory_bytes["a"] == 10_000_000 + 1_000_000
+    assert ev.memory_bytes["b"] == 41_000_000 + 4_500_000
+    assert ev.direct_bytes == 1_000_000 and ev.skip_bytes == 0
+    reference = 5.1e9 / 2e9  # full network on the fastest device
+    assert ev.objective == pytest.approx(0.5 * (compute_s + transfer_s) / reference + 0.5 * (1 - 0.9))
+
+
+def test_skip_connection_transfer_when_a_block_is_dropped():
+    problem = Problem(scenario(TWO), PROFILE, TABLE)
+    c = next(c for c, cand in enumerate(problem.candidates) if cand.plan == DropPlan.dc(["stage2.block2"]))
+    ev = problem.evaluate([RequestPlan(c, np.array([0, 0, 1]))])  # block2 dropped: block1 on a -> head on b
+    assert ev.skip_bytes == 500_000 and ev.direct_bytes == 0  # Eq. 11, sigma = 2
+    assert problem.placement(RequestPlan(c, np.array([0, 0, 1])))["stage2.block2"] is None
+
+
+def test_paper_memory_mode_counts_activations_per_request_only():
+    problem = Problem(scenario(TWO, requests=2, mode="paper"), PROFILE, TABLE)
+    full = next(c for c, cand in enumerate(problem.candidates) if not cand.plan)
+    ev = problem.evaluate([RequestPlan(full, np.zeros(4, int))] * 2)
+    assert ev.memory_bytes["a"] == 2 * 5_500_000  # Eq. 13: m_j per request, no weights
+
+
+def brute_force(problem: Problem) -> float:
+    options = [(c, np.array(devs)) for c, cand in enumerate(problem.candidates)
+               for devs in itertools.product(range(len(problem.devices)), repeat=len(cand.units))]
+    best = np.inf
+    for combo in itertools.combinations_with_replacement(range(len(options)), problem.requests):
+        ev = problem.evaluate([RequestPlan(*options[i]) for i in combo])
+        if ev.feasible:
+            best = min(best, ev.objective)
+    return best
+
+
+THREE = """  - {{name: a, memory_mb: {m}, speed_gmacs: 1, compute_limit_gmac: {c}, energy_j: 60}}
+  - {{name: b, memory_mb: {m}, speed_gmacs: 2, compute_limit_gmac: {c}, energy_j: 60}}
+  - {{name: c, memory_mb: {m}, speed_gmacs: 3, compute_limit_gmac: {c}, energy_j: 60}}"""
+
+
+@pytest.mark.parametrize(("memory_mb", "compute_gmac", "alpha"), [(200, 100, 0.5), (40, 100, 0.5), (200, 4.5, 0.9), (60, 6, 0.7), (35, 5.5, 0.3)])
+def test_exact_equals_brute_force(memory_mb, compute_gmac, alpha):
+    s = scenario(THREE.format(m=memory_mb, c=compute_gmac), requests=2, alpha=alpha, rates="matrix: [[0, 8, 30], [8, 0, 50], [30, 50, 0]]")
+    problem = Problem(s, PROFILE, TABLE)
+    optimum = brute_force(problem)
+    sol = solve(problem, "exact", time_limit_s=10)
+    if np.isinf(optimum):
+        assert not sol.feasible
+    else:
+        assert sol.feasible and sol.evaluation.objective == pytest.approx(optimum, rel=1e-9)
+        assert sol.lower_bound <= optimum + 1e-9
+
+
+@pytest.mark.parametrize("solver", ["exact", "fast", "paper"])
+def test_reported_objective_survives_re_evaluation(solver, tmp_path):
+    s = scenario(THREE.format(m=60, c=6), requests=2, rates="default: 20")
+    problem = Problem(s, PROFILE, TABLE)
+    options = {"generations": 20, "pop_size": 30} if solver == "paper" else {}
+    doc = solve(problem, solver, **options).to_json(problem)
+    parsed = [problem.request_from_json(r, i) for i, r in enumerate(json.loads(json.dumps(doc))["requests"])]
+    again = problem.evaluate(parsed)
+    assert again.objective == pytest.approx(doc["objective"]) and again.feasible == doc["feasible"]
+    assert set(doc["requests"][0]["placement"]) == {"stage1", "stage2.block1", "stage2.block2", "head"}
+
+
+def test_exact_and_fast_beat_or_match_paper_on_the_paper_scenario():
+    from adaptive_resnet.system import load_scenario
+
+    problem = Problem(load_scenario("scenarios/paper.yaml"))
+    paper = solve(problem, "paper", generations=30, pop_size=40)
+    exact = solve(problem, "exact", time_limit_s=1)
+    assert exact.feasible and exact.lower_bound <= exact.evaluation.objective
+    if paper.feasible:
+        assert exact.evaluation.objective <= paper.evaluation.objective
+
+
+def test_infeasible_scenario_names_the_binding_constraint():
+    tiny = """  - {name: a, memory_mb: 5, speed_gmacs: 1, compute_limit_gmac: 100, energy_j: 1000}
+  - {name: b, memory_mb: 5, speed_gmacs: 1, compute_limit_gmac: 100, energy_j: 1000}"""
+    problem = Problem(scenario(tiny), PROFILE, TABLE)
+    sol = solve(problem, "exact")
+    assert not sol.feasible
+    assert "memory" in sol.note and any(v.startswith("memory[") for v in sol.evaluation.violations)
+
+
+def test_unreachable_threshold_is_a_clear_error():
+    with pytest.raises(UserInputError, match=r"accuracy_threshold 0.95 is above every drop set's accuracy \(best: 0.9000"):
+        Problem(scenario(TWO, threshold=0.95), PROFILE, TABLE)
+
+
+def test_cli_plan_and_evaluate(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["plan", "scenarios/small.yaml", "--solver", "fast", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    for key in ("solver", "feasible", "objective", "lower_bound", "latency_s", "accuracy", "energy_j", "memory_bytes", "solve_time_s", "requests"):
+        assert key in doc
+    assert doc["requests"][0]["placement"]["stage1"] in ("camera", "phone", "hub")
+    # Move everything to the camera (60 MB): evaluate must name the violated memory constraint.
+    for req in doc["requests"]:
+        req["placement"] = {u: (None if d is None else "camera") for u, d in req["placement"].items()}
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    result = runner.invoke(app, ["evaluate", "scenarios/small.yaml", str(tmp_path / "p.json"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert any(v.startswith("memory[camera]") for v in json.loads(result.output)["violations"])
+    doc["requests"][0]["placement"]["stage1"] = "fridge"
+    (tmp_path / "q.json").write_text(json.dumps(doc))
+    result = runner.invoke(app, ["evaluate", "scenarios/small.yaml", str(tmp_path / "q.json")])
+    assert result.exit_code == 2 and "unknown device for stage1 in request 0 'fridge'" in result.output
