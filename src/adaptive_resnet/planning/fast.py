@@ -3,8 +3,9 @@
 Requests are placed one after another. Each tries the drop sets in order of their unconstrained
 per-request objective (best first) and takes the first with a route that fits the devices'
 remaining memory, compute and energy: first the plain shortest route, then the best route of
-contiguous per-device segments that each fit (:func:`segment_route`), re-routed around a device
-that still overflows. What a request takes is subtracted before the next one is placed.
+contiguous per-device segments that fit (:func:`~adaptive_resnet.planning.routing.capacity_route`).
+What a request takes is subtracted before the next one is placed. :func:`improve`, a local
+search that re-places one request at a time, is left to the ``exact`` solver, which has time.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 import numpy as np
 
 from adaptive_resnet.planning.problem import Problem, RequestPlan
-from adaptive_resnet.planning.routing import best_unconstrained, segment_route, shortest_route
+from adaptive_resnet.planning.routing import best_unconstrained, capacity_route, shortest_route
 from adaptive_resnet.planning.solution import Solution
 
 
@@ -60,25 +61,14 @@ class Residual:
         self.hosted |= new_hosts
 
 
-def route_within(problem: Problem, residual: Residual, c: int, retries: int = 4) -> tuple[float, np.ndarray] | None:
+def route_within(problem: Problem, residual: Residual, c: int) -> tuple[float, np.ndarray] | None:
     """The best route for drop set ``c`` that fits ``residual`` (as far as the heuristic finds)."""
     cand = problem.candidates[c]
     latency, devices = shortest_route(problem, cand)
     if np.isfinite(latency) and (residual.overflow(c, devices) <= 1e-9).all():
         return latency, devices
-    share = np.ones(len(problem.devices))
-    for _ in range(retries + 1):
-        latency, devices = segment_route(problem, cand, residual.memory * share, residual.compute * share,
-                                         residual.energy * share, residual.hosted)
-        if not np.isfinite(latency):
-            return None
-        over = residual.overflow(c, devices)
-        if (over <= 1e-9).all():
-            return latency, devices
-        # The route came back to a device (two segments that fit alone, not together) or its
-        # transmit energy tipped it over: give each segment there half of what is left.
-        share[over > 1e-9] *= 0.5
-    return None
+    return capacity_route(problem, cand, residual.memory, residual.compute, residual.energy, residual.hosted,
+                          lambda devices: residual.overflow(c, devices))
 
 
 def place_request(problem: Problem, residual: Residual, order: list[int], bounds: list[float]) -> tuple[int, np.ndarray] | None:

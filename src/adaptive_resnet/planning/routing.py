@@ -64,13 +64,15 @@ def segment_route(
     compute_left: np.ndarray,
     energy_left: np.ndarray,
     hosted: np.ndarray,
+    allowed: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """Minimum-latency route made of contiguous segments, each fitting its device's remainder.
 
     A route visits a device in one contiguous run of units (a *segment*); the DP is over segment
     ends, so each segment's total compute, memory (with weights not yet hosted there) and
-    compute energy are checked against what the device has left. Transmit energy and a device
-    revisited by two segments are not seen here; callers re-check the whole route.
+    compute energy are checked against what the device has left. ``allowed`` (L, N) masks
+    unit-device pairs. Transmit energy and a device revisited by two segments are not seen
+    here: :func:`capacity_route` handles both.
     """
     L, N = len(cand.units), len(problem.devices)
     compute_t = problem.compute_s(cand)
@@ -81,7 +83,8 @@ def segment_route(
     mem = cand.memory_bytes[:, None] + (problem.weight_bytes[cand.units][:, None] * ~hosted[cand.units] if problem.shared_weights else 0.0)
     cum_mem = np.vstack([np.zeros(N), np.cumsum(np.broadcast_to(mem, (L, N)), 0)])
     cum_energy = cum_t * problem.compute_w
-    ok_device = problem.available.copy()
+    banned = ~problem.available[None, :] if allowed is None else ~(allowed & problem.available[None, :])
+    cum_banned = np.vstack([np.zeros(N), np.cumsum(np.broadcast_to(banned, (L, N)), 0)])
     best = np.full((L + 1, N), np.inf)
     enter = np.full((L + 1, N), np.inf)  # cost to start a segment at unit a on device k
     enter[0] = 0.0
@@ -92,7 +95,8 @@ def segment_route(
         seg_t = cum_t[b][None, :] - cum_t[a]
         fits = ((cum_macs[b] - cum_macs[a])[:, None] <= compute_left[None, :] * (1 + 1e-9)) \
             & (cum_mem[b][None, :] - cum_mem[a] <= memory_left[None, :] * (1 + 1e-9)) \
-            & (cum_energy[b][None, :] - cum_energy[a] <= energy_left[None, :] * (1 + 1e-9)) & ok_device[None, :]
+            & (cum_energy[b][None, :] - cum_energy[a] <= energy_left[None, :] * (1 + 1e-9)) \
+            & (cum_banned[b][None, :] - cum_banned[a] == 0)
         total = np.where(fits, enter[a] + seg_t, np.inf)
         seg_start[b] = total.argmin(0)
         best[b] = total[seg_start[b], np.arange(N)]
@@ -110,6 +114,47 @@ def segment_route(
         devices[a:b] = k
         k, b = (enter_from[a, k], a) if a > 0 else (k, 0)
     return problem.latency_s(cand, devices), devices
+
+
+def capacity_route(
+    problem: Problem,
+    cand: Candidate,
+    memory_left: np.ndarray,
+    compute_left: np.ndarray,
+    energy_left: np.ndarray,
+    hosted: np.ndarray,
+    overflow,
+    retries: int = 6,
+) -> tuple[float, np.ndarray] | None:
+    """A route whose per-device totals fit, built from :func:`segment_route`.
+
+    When the best segment route comes back to a device, the device is barred from every unit
+    after its first segment and the route is recomputed (each round bars more, so this ends).
+    When the whole route still overflows (transmit energy, which the segment DP does not see),
+    the overflowing devices' budgets are halved for another try. ``overflow(devices)`` returns
+    the per-device overflow of a route (<= 0: fits).
+    """
+    L, N = len(cand.units), len(problem.devices)
+    allowed = np.ones((L, N), bool)
+    share = np.ones(N)
+    for _ in range(N + retries):
+        latency, devices = segment_route(problem, cand, memory_left * share, compute_left * share, energy_left * share, hosted, allowed)
+        if not np.isfinite(latency):
+            return None
+        revisited = False
+        for k in np.unique(devices):
+            where = np.flatnonzero(devices == k)
+            if where[-1] - where[0] + 1 != len(where):  # not one contiguous run
+                first_end = where[0] + np.argmax(np.diff(np.append(where, L + 1)) > 1)
+                allowed[first_end + 1 :, k] = False
+                revisited = True
+        if revisited:
+            continue
+        over = overflow(devices)
+        if (over <= 1e-9).all():
+            return latency, devices
+        share[over > 1e-9] *= 0.5
+    return None
 
 
 def single_request_bound(problem: Problem) -> float:
