@@ -76,6 +76,7 @@ def main() -> None:
         return "yes" if not bad else f"NO on {', '.join(bad)}"
 
     exact_gaps = [by[(i, "exact")]["gap"] for i in instances if by[(i, "exact")]["feasible"]]
+    tight_gaps = [by[(i, "exact")]["gap"] for i in instances if by[(i, "exact")]["feasible"] and by[(i, "exact")]["tight"]]
     loose = [by[(i, "exact")] for i in instances if not by[(i, "exact")]["tight"]]
     fast_vs_exact = [by[(i, "fast")]["objective"] / by[(i, "exact")]["objective"] - 1 for i in instances
                      if by[(i, "fast")]["feasible"] and by[(i, "exact")]["feasible"]]
@@ -83,7 +84,8 @@ def main() -> None:
                       if by[(i, "paper")]["feasible"] and by[(i, "exact")]["feasible"]]
     print(f"exact never worse than paper: {never_worse('exact')}")
     print(f"fast never worse than paper:  {never_worse('fast')}")
-    print(f"exact median gap: {statistics.median(exact_gaps):.2%} (target <= 3% within {args.exact_seconds:g} s); "
+    print(f"exact median gap: {statistics.median(exact_gaps):.2%} over all feasible instances, "
+          f"{statistics.median(tight_gaps):.2%} over tight ones (target <= 3% within {args.exact_seconds:g} s); "
           f"max exact time {max(by[(i, 'exact')]['time_s'] for i in instances):.3f} s")
     print(f"exact on loose instances: proven optimal {sum(r['proven'] for r in loose)}/{len(loose)}, "
           f"max time {max(r['time_s'] for r in loose) * 1000:.1f} ms (target <= 10 ms)")

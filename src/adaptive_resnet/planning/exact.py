@@ -14,7 +14,9 @@
 
 Before the program, two cheap steps often settle it: a per-request bound that respects each
 device's capacities (:func:`~adaptive_resnet.planning.routing.single_request_bound`), and the
-``fast`` plan improved by local search; when they meet, the plan is optimal. The answer is the
+``fast`` plan improved by local search; when they meet, the plan is optimal. Otherwise a
+Lagrangian bound (:mod:`~adaptive_resnet.planning.bounds`) tightens the lower bound, and the
+program runs with what is left of the time limit. The answer is the
 best plan found; the lower bound is the largest valid bound (capacity-free, per-request, and
 the program's dual bound).
 """
@@ -25,6 +27,7 @@ import time
 
 import numpy as np
 
+from adaptive_resnet.planning.bounds import lagrangian_bound
 from adaptive_resnet.planning.fast import improve, solve_fast
 from adaptive_resnet.planning.problem import Problem, RequestPlan
 from adaptive_resnet.planning.routing import best_unconstrained, single_request_bound
@@ -43,15 +46,24 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
                         note="optimal: capacities do not bind (dynamic programming)")
     lower = max(lower, single_request_bound(problem))
     heuristic = solve_fast(problem)
-    best_requests = improve(problem, heuristic.requests)
+    best_requests = improve(problem, heuristic.requests, time_budget_s=0.4 * time_limit_s)
     best_eval = problem.evaluate(best_requests)
     note = "fast heuristic + local search"
     if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
         return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=lower,
                         note="optimal: heuristic plan meets the per-request bound")
     incumbent = best_eval.objective if best_eval.feasible else np.inf
+    budget = min(0.3 * time_limit_s, max(time_limit_s - (time.perf_counter() - t0), 0.0))
+    dual, _ = lagrangian_bound(problem, incumbent, time_budget_s=budget)
+    if np.isinf(dual) and dual > 0:
+        return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=None,
+                        note="infeasible: not even one request fits the devices; " + _binding(problem))
+    lower = max(lower, dual)
     remaining = time_limit_s - (time.perf_counter() - t0)
-    if remaining > 0.05:
+    # Building the program costs about 10 us a variable here; skip it when that alone would
+    # eat the time that is left.
+    size = sum(len(c.units) * len(problem.devices) ** 2 for c in problem.candidates)
+    if remaining > 0.05 and size * 1e-5 < 0.5 * remaining:
         milp = _solve_milp(problem, unconstrained, incumbent, remaining)
         if milp["requests"] is not None:
             ev = problem.evaluate(milp["requests"])
@@ -62,11 +74,13 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
         note += f"; MILP: {milp['status']}"
         if milp["infeasible"]:
             return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=None,
-                            note="infeasible: " + _binding(problem))
+                            note="infeasible (proved by the MILP): " + _binding(problem))
+    else:
+        note += f"; MILP skipped ({size} flow variables for {remaining:.2f} s left)"
     if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
         note = "optimal (" + note + ")"
     elif not best_eval.feasible:
-        note = "no feasible plan found; " + _binding(problem)
+        note = "no feasible plan found (infeasibility not proven); " + _binding(problem)
     return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=lower, note=note)
 
 
@@ -83,7 +97,7 @@ def _binding(problem: Problem) -> str:
     need_j = min(smallest.macs.sum() / problem.speed_macs[avail].max() * problem.compute_w * problem.requests, np.inf)
     if need_j > problem.energy_limit_j[avail].sum():
         return f"energy: {problem.requests} requests need >= {need_j:.1f} J, devices hold {problem.energy_limit_j[avail].sum():.1f} J"
-    return "no assignment satisfies memory, compute and energy together (MILP proof)"
+    return "no single resource is short in total: the binding constraints are how memory, compute and energy are spread over the devices"
 
 
 def _solve_milp(problem: Problem, unconstrained, incumbent: float, time_limit_s: float) -> dict:

@@ -89,8 +89,9 @@ def place_request(problem: Problem, residual: Residual, order: list[int], bounds
     return None if best is None else (best[1], best[2])
 
 
-def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2) -> list[RequestPlan]:
+def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time_budget_s: float = float("inf")) -> list[RequestPlan]:
     """Local search: take each request out, re-place it against the others, keep improvements."""
+    deadline = time.perf_counter() + time_budget_s
     unconstrained = best_unconstrained(problem)
     order = sorted(range(len(problem.candidates)), key=lambda c: unconstrained[c][0])
     bounds = [u[0] for u in unconstrained]
@@ -98,6 +99,8 @@ def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2) -> l
     for _ in range(passes):
         changed = False
         for r in range(len(requests)):
+            if time.perf_counter() > deadline:
+                return requests
             residual = Residual(problem)
             for other, req in enumerate(requests):
                 if other != r:

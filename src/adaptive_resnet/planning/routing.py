@@ -65,8 +65,14 @@ def segment_route(
     energy_left: np.ndarray,
     hosted: np.ndarray,
     allowed: np.ndarray | None = None,
+    node_price: np.ndarray | None = None,
+    edge_price: np.ndarray | None = None,
+    latency_weight: float = 1.0,
 ) -> tuple[float, np.ndarray]:
     """Minimum-latency route made of contiguous segments, each fitting its device's remainder.
+
+    With prices, the DP minimises ``latency_weight * latency + node_price + edge_price`` instead
+    (prices in the same units; :mod:`~adaptive_resnet.planning.bounds` uses this).
 
     A route visits a device in one contiguous run of units (a *segment*); the DP is over segment
     ends, so each segment's total compute, memory (with weights not yet hosted there) and
@@ -76,13 +82,16 @@ def segment_route(
     """
     L, N = len(cand.units), len(problem.devices)
     compute_t = problem.compute_s(cand)
-    transfer = problem.transfer_s(cand).copy()
+    transfer = problem.transfer_s(cand) * latency_weight
+    if edge_price is not None:
+        transfer = transfer + edge_price
     transfer[:, np.arange(N), np.arange(N)] = np.inf  # a segment boundary changes device
-    cum_t = np.vstack([np.zeros(N), np.cumsum(compute_t, 0)])
+    step = compute_t * latency_weight if node_price is None else compute_t * latency_weight + node_price
+    cum_t = np.vstack([np.zeros(N), np.cumsum(step, 0)])
     cum_macs = np.concatenate([[0.0], np.cumsum(cand.macs)])
     mem = cand.memory_bytes[:, None] + (problem.weight_bytes[cand.units][:, None] * ~hosted[cand.units] if problem.shared_weights else 0.0)
     cum_mem = np.vstack([np.zeros(N), np.cumsum(np.broadcast_to(mem, (L, N)), 0)])
-    cum_energy = cum_t * problem.compute_w
+    cum_energy = np.vstack([np.zeros(N), np.cumsum(compute_t, 0)]) * problem.compute_w
     banned = ~problem.available[None, :] if allowed is None else ~(allowed & problem.available[None, :])
     cum_banned = np.vstack([np.zeros(N), np.cumsum(np.broadcast_to(banned, (L, N)), 0)])
     best = np.full((L + 1, N), np.inf)
