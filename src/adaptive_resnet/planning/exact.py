@@ -45,7 +45,7 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
         return Solution("exact", requests, evaluation, time.perf_counter() - t0, lower_bound=lower,
                         note="optimal: capacities do not bind (dynamic programming)")
     lower = max(lower, single_request_bound(problem))
-    heuristic = solve_fast(problem)
+    heuristic = solve_fast(problem, extra_tries=len(problem.candidates))
     best_requests = improve(problem, heuristic.requests, time_budget_s=0.4 * time_limit_s)
     best_eval = problem.evaluate(best_requests)
     note = "fast heuristic + local search"

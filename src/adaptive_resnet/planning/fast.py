@@ -71,16 +71,20 @@ def route_within(problem: Problem, residual: Residual, c: int) -> tuple[float, n
                           lambda devices: residual.overflow(c, devices))
 
 
-def place_request(problem: Problem, residual: Residual, order: list[int], bounds: list[float]) -> tuple[int, np.ndarray] | None:
+def place_request(problem: Problem, residual: Residual, order: list[int], bounds: list[float],
+                  extra_tries: int = 2) -> tuple[int, np.ndarray] | None:
     """The drop set and route with the lowest objective that fit ``residual``, or None.
 
-    Drop sets are tried in order of their capacity-free bound and the search stops once that
-    bound reaches the best objective found, so usually only one or two are routed.
+    Drop sets are tried in order of their capacity-free bound; the search stops once that bound
+    reaches the best objective found, or ``extra_tries`` drop sets after the first that fits.
     """
     best: tuple[float, int, np.ndarray] | None = None
+    tries_left = extra_tries
     for c in order:
-        if best is not None and bounds[c] >= best[0]:
+        if best is not None and (bounds[c] >= best[0] or tries_left == 0):
             break
+        if best is not None:
+            tries_left -= 1
         found = route_within(problem, residual, c)
         if found is not None:
             objective = problem.objective(found[0], problem.candidates[c].accuracy)
@@ -105,7 +109,7 @@ def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time
             for other, req in enumerate(requests):
                 if other != r:
                     residual.take(req.candidate, req.devices)
-            placed = place_request(problem, residual, order, bounds)
+            placed = place_request(problem, residual, order, bounds, extra_tries=len(order))
             if placed is None:
                 continue
             trial = requests[:r] + [RequestPlan(*placed)] + requests[r + 1 :]
@@ -117,7 +121,7 @@ def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time
     return requests
 
 
-def solve_fast(problem: Problem, **_: object) -> Solution:
+def solve_fast(problem: Problem, extra_tries: int = 2, **_: object) -> Solution:
     t0 = time.perf_counter()
     unconstrained = best_unconstrained(problem)
     order = sorted(range(len(problem.candidates)), key=lambda c: unconstrained[c][0])
@@ -125,7 +129,7 @@ def solve_fast(problem: Problem, **_: object) -> Solution:
     requests, unplaced = [], 0
     bounds = [u[0] for u in unconstrained]
     for _ in range(problem.requests):
-        placed = place_request(problem, residual, order, bounds)
+        placed = place_request(problem, residual, order, bounds, extra_tries)
         if placed is None:
             # Nothing fits: serve it the unconstrained best and let evaluation name the violation.
             unplaced += 1
