@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/adaptive-resnet profile --arch resnet50 --input-size 224
+	$(BIN)/adaptive-resnet demo --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

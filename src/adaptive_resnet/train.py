@@ -130,9 +130,11 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
     out.mkdir(parents=True, exist_ok=True)
     config_path, ckpt_path, history_path = out / "config.json", out / "last.pt", out / "history.json"
     if config_path.is_file():
-        # Compared as configs, so a field added later with a default keeps old runs resumable.
-        saved = TrainConfig(**json.loads(config_path.read_text())).model_dump()
-        if saved != config.model_dump():
+        # Compared as configs, so a field added later with a default keeps old runs resumable;
+        # fields that do not change the result (threads, cache folder) may differ on resume.
+        free = {"threads", "cache_dir"}
+        saved = TrainConfig(**json.loads(config_path.read_text())).model_dump(exclude=free)
+        if saved != config.model_dump(exclude=free):
             diff = sorted(k for k in saved if saved[k] != config.model_dump()[k])
             raise UserInputError(f"{out} holds a run with another configuration (differs in: {', '.join(diff)}); use a new folder")
     config_path.write_text(json.dumps(config.model_dump(), indent=2) + "\n")

@@ -14,10 +14,12 @@ def _solvers() -> dict[str, Callable[..., Solution]]:
     from adaptive_resnet.planning.fast import solve_fast
     from adaptive_resnet.planning.paper import solve_paper
 
-    return {"exact": solve_exact, "fast": solve_fast, "paper": solve_paper}
+    from adaptive_resnet.simulation.baselines import BASELINES
+
+    return {"exact": solve_exact, "fast": solve_fast, "paper": solve_paper, **BASELINES}
 
 
-SOLVER_NAMES = ("exact", "fast", "paper")
+SOLVER_NAMES = ("exact", "fast", "paper", "no-drop", "neurosurgeon", "exo", "petals")
 
 
 def solve(problem: Problem, solver: str, **options: object) -> Solution:

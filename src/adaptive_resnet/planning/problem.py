@@ -155,6 +155,20 @@ class Problem:
                                  np.array(mem, float), np.array(out_b, float), np.array(skip)))
         return out
 
+    def restricted_to(self, keep) -> Problem:
+        """A copy whose candidate drop sets are those for which ``keep(candidate)`` is true.
+
+        Baselines that never drop blocks use it; plans of the copy evaluate as plans of the
+        original, since candidates keep their order.
+        """
+        import copy
+
+        clone = copy.copy(self)
+        clone.candidates = [c for c in self.candidates if keep(c)]
+        if not clone.candidates:
+            raise UserInputError("no drop set is left for this restriction (is the full network below the threshold?)")
+        return clone
+
     # -- per-request cost arrays, shared by the evaluator and the dynamic programs ---------------
 
     def compute_s(self, cand: Candidate) -> np.ndarray:

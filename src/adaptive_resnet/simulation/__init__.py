@@ -1,0 +1,1 @@
+"""Time-stepped simulation of the cluster (paper, Sec. V), its experiments and plots."""

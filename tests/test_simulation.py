@@ -1,0 +1,119 @@
+"""The simulator pinned to the cost model; batteries, failures, traces, resumption; experiments."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from adaptive_resnet.cli import app
+from adaptive_resnet.errors import UserInputError
+from adaptive_resnet.planning import Problem, solve
+from adaptive_resnet.simulation.experiments import run_experiment
+from adaptive_resnet.simulation.simulator import SimConfig, simulate
+from adaptive_resnet.system import load_scenario
+
+
+@pytest.fixture(scope="module")
+def small():
+    return load_scenario("scenarios/small.yaml")
+
+
+def write_trace(path, rounds, rate=20.0, skip=None):
+    with path.open("w") as fh:
+        fh.write("round,a,b,rate_mbps\n")
+        for t in range(1, rounds + 1):
+            for a, b in (("camera", "phone"), ("camera", "hub"), ("phone", "hub")):
+                if (t, a, b) != skip:
+                    fh.write(f"{t},{a},{b},{rate}\n")
+
+
+def test_a_deterministic_round_equals_the_planners_accounting(small, tmp_path):
+    write_trace(tmp_path / "trace.csv", 1, rate=15.0)
+    config = SimConfig(rounds=1, request_rate=2.0, rate_trace=str(tmp_path / "trace.csv"), solver="fast", seed=3)
+    row = simulate(small, config, tmp_path / "sim", progress=False)["rounds"][0]
+    requests = np.random.default_rng(3).poisson(2.0)  # the simulator's first draw
+    rates = np.full((3, 3), 15.0)
+    plan = solve(Problem(small, rates_mbps=rates, requests=int(requests)), "fast")
+    assert row["requests"] == requests and row["served"] == requests
+    assert row["latency_mean_s"] == pytest.approx(plan.evaluation.latency_s)
+    assert row["accuracy"] == pytest.approx(plan.evaluation.accuracy)
+    assert row["energy_j"] == pytest.approx(sum(plan.evaluation.energy_j.values()))
+    assert row["energy_j:hub"] == pytest.approx(plan.evaluation.energy_j["hub"])
+
+
+def test_seeded_runs_are_reproducible(small):
+    a = simulate(small, SimConfig(rounds=4, seed=7), progress=False)["rounds"]
+    b = simulate(small, SimConfig(rounds=4, seed=7), progress=False)["rounds"]
+    assert [r["latency_mean_s"] for r in a] == [r["latency_mean_s"] for r in b]
+    assert [r["requests"] for r in a] == [r["requests"] for r in b]
+
+
+def test_battery_drains_and_empty_devices_leave(small):
+    devices = [d.model_copy(update={"energy_j": 15.0}) for d in small.devices]
+    scenario = small.model_copy(update={"devices": devices})
+    rows = simulate(scenario, SimConfig(rounds=6, request_rate=3.0, battery=True), progress=False)["rounds"]
+    alive = [r["devices_alive"] for r in rows]
+    assert alive[0] == 3 and alive[-1] < 3  # someone ran out
+    assert sum(r["unserved"] for r in rows) > 0
+    assert all(r["unserved_reason"] for r in rows if r["unserved"])
+
+
+def test_a_failed_device_is_not_used_after_its_round(small):
+    rows = simulate(small, SimConfig(rounds=4, request_rate=2.0, failures={2: ["hub"]}), progress=False)["rounds"]
+    assert rows[0]["devices_alive"] == 3 and all(r["devices_alive"] == 2 for r in rows[1:])
+    assert all(r["energy_j:hub"] == 0 for r in rows[1:])
+
+
+def test_interrupted_run_keeps_and_resumes_rounds(small, tmp_path, monkeypatch):
+    import adaptive_resnet.simulation.simulator as sim
+
+    real = sim._round
+    calls = []
+
+    def dying(*args):
+        calls.append(args[0])
+        if args[0] == 3 and len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sim, "_round", dying)
+    config = SimConfig(rounds=5, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        simulate(small, config, tmp_path / "run", progress=False)
+    with (tmp_path / "run" / "rounds.csv").open() as fh:
+        assert [int(r["round"]) for r in csv.DictReader(fh)] == [1, 2]
+    calls.clear()
+    resumed = simulate(small, config, tmp_path / "run", progress=False)
+    assert calls == [3, 4, 5]
+    fresh = simulate(small, config, progress=False)
+    assert [float(r["latency_mean_s"]) for r in resumed["rounds"]] == pytest.approx([r["latency_mean_s"] for r in fresh["rounds"]])
+
+
+def test_bad_traces_and_failures(small, tmp_path):
+    write_trace(tmp_path / "gap.csv", 3, skip=(2, "camera", "hub"))
+    with pytest.raises(UserInputError, match="round 2 has no rate for camera,hub"):
+        simulate(small, SimConfig(rounds=3, rate_trace=str(tmp_path / "gap.csv")), progress=False)
+    write_trace(tmp_path / "neg.csv", 1, rate=-3)
+    with pytest.raises(UserInputError, match=r"neg.csv:2: rate must be positive"):
+        simulate(small, SimConfig(rounds=1, rate_trace=str(tmp_path / "neg.csv")), progress=False)
+    with pytest.raises(UserInputError, match="unknown device 'toaster'"):
+        simulate(small, SimConfig(rounds=1, failures={1: ["toaster"]}), progress=False)
+
+
+def test_experiment_on_a_reduced_sweep(tmp_path):
+    scenario = load_scenario("scenarios/paper.yaml")
+    points = run_experiment("fig7", scenario, tmp_path, rounds=2, solvers=["fast", "no-drop"], values=[50.0, 400.0], progress=False)
+    assert len(points) == 4 and (tmp_path / "fig7.png").stat().st_size > 0 and (tmp_path / "points.csv").is_file()
+    fast = {p["value"]: p for p in points if p["solver"] == "fast"}
+    assert fast["400.0"]["served"] >= fast["50.0"]["served"]
+
+
+def test_cli_errors_exit_2():
+    runner = CliRunner()
+    result = runner.invoke(app, ["experiment", "fig10"])
+    assert result.exit_code == 2 and "unknown experiment 'fig10'" in result.output
+    result = runner.invoke(app, ["simulate", "scenarios/small.yaml", "--rounds", "0"])
+    assert result.exit_code == 2 and "rounds" in result.output
