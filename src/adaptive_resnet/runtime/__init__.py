@@ -1,0 +1,1 @@
+"""The distributed runtime: a droppable ResNet's units on Ray workers, one per device."""

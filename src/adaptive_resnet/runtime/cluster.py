@@ -1,0 +1,188 @@
+"""The driver side: Ray actors per device, requests chained through them, failures survived.
+
+:class:`RayCluster` starts one :class:`~adaptive_resnet.runtime.worker.DeviceWorker` actor per
+device of a scenario. On a real cluster an actor is pinned to its device's node through a
+custom resource named ``device:<name>`` (start each node with ``--resources
+'{"device:<name>": 1}'``); on one machine, where no such resource exists, all run locally.
+
+A request is a chain of calls, one per contiguous run of units on a device; each call gets the
+previous call's ObjectRef, so activations go from worker to worker, not through the driver.
+:meth:`RayCluster.infer` submits a whole batch of requests, then waits for them together.
+
+When a worker dies, the requests it held are re-planned on the surviving devices (the planner
+may then drop blocks, the paper's resilience argument) and sent again; a request that cannot be
+completed gets an explicit error. Every request ends answered once or failed once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from adaptive_resnet.errors import UserInputError
+
+
+@dataclass
+class Outcome:
+    """What happened to one request."""
+
+    index: int
+    logits: object | None = None  # torch.Tensor (1, classes) when answered
+    error: str | None = None
+    latency_s: float = 0.0
+    predicted_latency_s: float = 0.0
+    attempts: int = 1
+    drops: list[str] = field(default_factory=list)
+
+
+def segments(placement: dict[str, str | None]) -> list[tuple[str, list[str]]]:
+    """Contiguous runs of running units per device, in order: [(device, [unit, ...]), ...]."""
+    out: list[tuple[str, list[str]]] = []
+    for unit, device in placement.items():
+        if device is None:
+            continue  # a dropped block: nothing runs, its input passes on
+        if out and out[-1][0] == device:
+            out[-1][1].append(unit)
+        else:
+            out.append((device, [unit]))
+    return out
+
+
+class RayCluster:
+    """Workers for the devices of ``problem``, the planner's problem for the current step."""
+
+    def __init__(self, problem, checkpoint: str, address: str | None = None, emulate_links: bool = True, threads_per_worker: int = 1) -> None:
+        import ray
+
+        from adaptive_resnet.runtime.worker import DeviceWorker
+
+        self.problem = problem
+        self.emulate_links = emulate_links
+        if not ray.is_initialized():
+            try:
+                if address:
+                    ray.init(address=address, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=max(2, len(problem.devices)), include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UserInputError(f"cannot reach Ray at {address or 'a new local instance'}: {str(exc).splitlines()[0]}") from None
+        resources = ray.cluster_resources()
+        self.actors = {}
+        remote = ray.remote(DeviceWorker)
+        for name in problem.devices:
+            # Threaded actors: a device keeps computing while another input is still arriving.
+            options = {"num_cpus": 0, "max_restarts": 0, "max_concurrency": 4}
+            if f"device:{name}" in resources:
+                options["resources"] = {f"device:{name}": 1}
+            self.actors[name] = remote.options(**options).remote(name, checkpoint, threads_per_worker)
+        ray.get([a.ping.remote() for a in self.actors.values()])  # fail here, not mid-request
+        self.alive = {name: True for name in problem.devices}
+
+    def shutdown(self) -> None:
+        import ray
+
+        for actor in self.actors.values():
+            ray.kill(actor)
+        self.actors.clear()
+
+    def _submit(self, x, placement: dict[str, str | None], drops: list[str]):
+        """Chain one request through the workers; returns the final ObjectRef."""
+        names = self.problem.devices
+        ref, previous = x, None
+        for device, units in segments(placement):
+            if not self.alive.get(device, False):
+                raise UserInputError(f"the plan uses device {device!r}, which has no live worker")
+            rate = None
+            if self.emulate_links and previous is not None and previous != device:
+                rate = float(self.problem.rate_bps[names.index(previous), names.index(device)] / 1e6)
+            ref = self.actors[device].run.remote(ref, units, drops, rate)
+            previous = device
+        return ref
+
+    def infer(self, images, plan_doc: dict, replan=None, max_attempts: int = 3) -> list[Outcome]:
+        """Classify ``images`` (one request each) with ``plan_doc``'s requests, round-robin.
+
+        ``replan(dead_devices)`` returns a new plan document for the survivors; without it a
+        request on a dead worker fails with an explicit error.
+        """
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        requests = plan_doc["requests"]
+        outcomes = [Outcome(i) for i in range(len(images))]
+        pending = list(range(len(images)))
+        attempt = 0
+        while pending and attempt < max_attempts:
+            attempt += 1
+            refs, started = {}, {}
+            for i in pending:
+                req = requests[i % len(requests)]
+                outcomes[i].predicted_latency_s = float(req.get("latency_s", 0.0))
+                outcomes[i].drops = list(req.get("drops", []))
+                outcomes[i].attempts = attempt
+                try:
+                    refs[i] = self._submit(images[i : i + 1], req["placement"], outcomes[i].drops)
+                    started[i] = time.perf_counter()
+                except UserInputError as exc:
+                    outcomes[i].error = str(exc)
+            failed: list[int] = []
+            waiting = dict(refs)
+            while waiting:
+                ready, _ = ray.wait(list(waiting.values()), num_returns=1)
+                i = next(k for k, v in waiting.items() if v == ready[0])
+                del waiting[i]
+                try:
+                    outcomes[i].logits = ray.get(ready[0])
+                    outcomes[i].latency_s = time.perf_counter() - started[i]
+                    outcomes[i].error = None
+                except (RayActorError, RayTaskError) as exc:
+                    failed.append(i)
+                    outcomes[i].error = f"worker failed: {type(exc).__name__}"
+            if not failed:
+                break
+            dead = self._find_dead()
+            if replan is None or not dead:
+                break
+            for name in dead:
+                self.alive[name] = False
+            plan_doc = replan(sorted(n for n, ok in self.alive.items() if not ok))
+            if plan_doc is None or not plan_doc.get("feasible", False):
+                for i in failed:
+                    outcomes[i].error = "no feasible plan on the surviving devices"
+                break
+            requests = plan_doc["requests"]
+            pending = failed
+        return outcomes
+
+    def _find_dead(self) -> list[str]:
+        import ray
+        from ray.exceptions import RayActorError
+
+        dead = []
+        for name, actor in self.actors.items():
+            if not self.alive[name]:
+                continue
+            try:
+                ray.get(actor.ping.remote(), timeout=10)
+            except (RayActorError, ray.exceptions.GetTimeoutError):
+                dead.append(name)
+        return dead
+
+    def stats(self) -> dict:
+        import ray
+
+        live = {n: a for n, a in self.actors.items() if self.alive[n]}
+        return dict(zip(live, ray.get([a.stats.remote() for a in live.values()]), strict=True))
+
+
+def plan_for(problem, solver: str = "fast", dead: list[str] | None = None) -> dict:
+    """A plan document for ``problem``, with ``dead`` devices excluded."""
+    from adaptive_resnet.planning import Problem, solve
+
+    if dead:
+        available = np.array([name not in dead for name in problem.devices])
+        problem = Problem(problem.scenario, problem.profile, problem.table, rates_mbps=problem.rate_bps / 1e6,
+                          requests=problem.requests, energy_j=problem.energy_limit_j, available=available & problem.available)
+    return solve(problem, solver).to_json(problem)

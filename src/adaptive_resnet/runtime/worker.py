@@ -1,0 +1,66 @@
+"""One device's share of the network: a plain class, wrapped as a Ray actor by the cluster.
+
+A worker builds the model's skeleton and loads, from the checkpoint, only the weights of the
+units it is asked to run (lazily, so a new placement needs no restart). ``run`` first waits out
+the emulated transfer of its input over the link from the previous device (size / rate, with
+the size measured on the tensor itself), then runs its units under the request's drop plan.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from adaptive_resnet.models.naming import DropPlan
+
+
+class DeviceWorker:
+    def __init__(self, device: str, checkpoint: str | Path, threads: int = 1) -> None:
+        import torch
+
+        from adaptive_resnet.train import TrainConfig, build_model, load_checkpoint
+
+        torch.set_num_threads(threads)
+        self.device = device
+        self.checkpoint = str(checkpoint)
+        ckpt = load_checkpoint(checkpoint)
+        config = TrainConfig(**ckpt["config"]).model_copy(update={"pretrained": None})
+        self.model = build_model(config).eval()
+        self._state = ckpt["model"]  # kept to load units on demand; freed units are not reloaded
+        self.loaded: set[str] = set()
+        self.busy_s = 0.0  # compute time, for energy accounting
+        self.transfer_s = 0.0  # emulated inbound transfer time
+
+    def load(self, units: list[str]) -> list[str]:
+        """Load the weights of ``units`` (only theirs) into the skeleton."""
+        for name in units:
+            if name in self.loaded:
+                continue
+            wanted = self.model.unit_state_dict(name)
+            missing = [k for k in wanted if k not in self._state]
+            if missing:
+                raise KeyError(f"{self.checkpoint} lacks {missing[0]} needed for {name}")
+            self.model.load_state_dict({k: self._state[k] for k in wanted}, strict=False)
+            self.loaded.add(name)
+        return sorted(self.loaded)
+
+    def run(self, x, units: list[str], drops: list[str], inbound_rate_mbps: float | None = None):
+        """Run ``units`` on ``x`` (after emulating its transfer at ``inbound_rate_mbps``)."""
+        import torch
+
+        if inbound_rate_mbps:
+            delay = x.numel() * x.element_size() * 8 / (inbound_rate_mbps * 1e6)
+            time.sleep(delay)
+            self.transfer_s += delay
+        self.load(units)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = self.model.run_units(units, x, DropPlan.of(drops))
+        self.busy_s += time.perf_counter() - t0
+        return out
+
+    def stats(self) -> dict:
+        return {"device": self.device, "busy_s": self.busy_s, "transfer_s": self.transfer_s, "loaded": sorted(self.loaded)}
+
+    def ping(self) -> str:
+        return self.device

@@ -1,0 +1,146 @@
+"""The Ray runtime: exact logits through the cluster, drops, link emulation, a killed worker."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from adaptive_resnet.accuracy import AccuracyTable
+from adaptive_resnet.errors import UserInputError
+from adaptive_resnet.models import DropPlan
+from adaptive_resnet.planning import Problem
+from adaptive_resnet.runtime.cluster import RayCluster, plan_for, segments
+from adaptive_resnet.system import parse_scenario
+from adaptive_resnet.train import TrainConfig, build_model
+
+pytestmark = pytest.mark.ray
+
+SCENARIO = """
+model: {arch: resnet50, input_size: 16, num_classes: 10, stem: cifar, base_channels: 4}
+accuracy: paper
+alpha: 0.5
+beta: 0.5
+accuracy_threshold: 0.5
+requests: 4
+devices:
+  - {name: a, memory_mb: 1, speed_gmacs: 1000, compute_limit_gmac: 1000, energy_j: 1000}
+  - {name: b, memory_mb: 1, speed_gmacs: 1000, compute_limit_gmac: 1000, energy_j: 1000}
+  - {name: c, memory_mb: 1, speed_gmacs: 1000, compute_limit_gmac: 1000, energy_j: 1000}
+rates_mbps: {default: 0.05}
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    import ray
+
+    root = tmp_path_factory.mktemp("runtime")
+    config = TrainConfig(data=".", arch="resnet50", stem="cifar", base_channels=4, num_classes=10)
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 1.5)
+    torch.save({"model": model.state_dict(), "config": config.model_dump()}, root / "ckpt.pt")
+    table = AccuracyTable(0.9, {DropPlan.dc(["stage3.block2"]): 0.85, DropPlan.dc(["stage4.block3"]): 0.86}, name="t", arch="resnet50")
+    problem = Problem(parse_scenario(SCENARIO), accuracy=table)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield root, model, problem
+    ray.shutdown()
+
+
+def at_rate(problem, rate_mbps):
+    return Problem(problem.scenario, problem.profile, problem.table, rates_mbps=np.full((3, 3), rate_mbps))
+
+
+def manual_plan(problem, drops=()):
+    """Units spread a, b, c in thirds; ``drops`` are DC-dropped (null placement)."""
+    units = problem.units
+    placement = {u: "abc"[min(3 * i // len(units), 2)] for i, u in enumerate(units)}
+    for d in drops:
+        placement[d] = None
+    return {"feasible": True, "requests": [{"placement": placement, "drops": [f"{d}:DC" for d in drops], "latency_s": 0.0}]}
+
+
+def test_segments_group_contiguous_units():
+    assert segments({"stage1": "a", "s2": "a", "s3": None, "s4": "b", "head": "a"}) == [("a", ["stage1", "s2"]), ("b", ["s4"]), ("a", ["head"])]
+
+
+def test_no_drops_equals_the_monolithic_model(setup):
+    root, model, problem = setup
+    cluster = RayCluster(problem, str(root / "ckpt.pt"), emulate_links=False)
+    try:
+        x = torch.randn(6, 3, 16, 16)
+        outcomes = cluster.infer(x, manual_plan(problem))
+        with torch.no_grad():
+            expected = model(x)
+        got = torch.cat([o.logits for o in outcomes])
+        assert torch.allclose(got, expected, atol=1e-5)
+        # each worker loaded only the units it runs
+        loaded = {name: set(s["loaded"]) for name, s in cluster.stats().items()}
+        assert loaded["a"].isdisjoint(loaded["c"]) and "head" in loaded["c"] and "stage1" in loaded["a"]
+        dropped = cluster.infer(x, manual_plan(problem, ["stage3.block2", "stage4.block3"]))
+        with torch.no_grad():
+            expected = model(x, DropPlan.dc(["stage3.block2", "stage4.block3"]))
+        assert torch.equal(torch.cat([o.logits for o in dropped]).argmax(1), expected.argmax(1))
+        assert torch.allclose(torch.cat([o.logits for o in dropped]), expected, atol=1e-5)
+    finally:
+        cluster.shutdown()
+
+
+def test_link_emulation_matches_the_cost_model(setup):
+    root, _, problem = setup
+    cluster = RayCluster(problem, str(root / "ckpt.pt"), emulate_links=True)
+    try:
+        plan = plan_for(problem)  # the planner's own prediction, through the one cost model
+        req = plan["requests"][0]
+        forced = {u: ("a" if i < 3 else "b") for i, u in enumerate(problem.units)}  # one 0.05 Mb/s hop
+        cand = next(c for c in problem.candidates if not c.plan)
+        devices = np.array([problem.devices.index(forced[problem.units[u]]) for u in cand.units])
+        predicted = problem.latency_s(cand, devices)
+        doc = {"requests": [{"placement": forced, "latency_s": predicted}]}
+        cluster.infer(torch.randn(1, 3, 16, 16), doc)  # warm-up: workers load their weights
+        outcome = cluster.infer(torch.randn(1, 3, 16, 16), doc)[0]
+        assert predicted > 0.1 and abs(outcome.latency_s - predicted) / predicted < 0.15, (outcome.latency_s, predicted)
+        assert req["placement"]["stage1"] in problem.devices
+    finally:
+        cluster.shutdown()
+
+
+def test_a_killed_worker_loses_no_request(setup):
+    import ray
+
+    root, model, problem = setup
+    problem = at_rate(problem, 0.2)  # about 0.6 s a hop: requests are in flight when b dies
+    cluster = RayCluster(problem, str(root / "ckpt.pt"), emulate_links=True)
+    try:
+        x = torch.randn(8, 3, 16, 16)
+        plan = manual_plan(problem)
+        replans = []
+
+        def replan(dead):
+            replans.append(dead)
+            return plan_for(problem, "fast", dead)
+
+        timer = threading.Timer(0.3, lambda: ray.kill(cluster.actors["b"]))
+        timer.start()
+        outcomes = cluster.infer(x, plan, replan=replan)
+        timer.join()
+        answered = [o for o in outcomes if o.logits is not None]
+        failed = [o for o in outcomes if o.error]
+        assert len(answered) + len(failed) == len(x)  # none lost, none twice
+        assert replans == [["b"]]
+        assert any(o.attempts == 2 for o in answered)  # re-planned and retried
+        with torch.no_grad():
+            full = model(x)
+        for o in answered:
+            if not o.drops:
+                assert torch.allclose(o.logits[0], full[o.index], atol=1e-5)
+        with pytest.raises(UserInputError, match="no live worker"):
+            cluster._submit(x[:1], plan["requests"][0]["placement"], [])
+    finally:
+        cluster.shutdown()
