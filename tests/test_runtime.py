@@ -144,3 +144,12 @@ def test_a_killed_worker_loses_no_request(setup):
             cluster._submit(x[:1], plan["requests"][0]["placement"], [])
     finally:
         cluster.shutdown()
+
+
+def test_checkpoint_for_another_model_is_refused(setup):
+    from adaptive_resnet.runtime.controller import check_checkpoint_matches
+
+    root, _, problem = setup
+    other = problem.scenario.model_copy(update={"model": problem.scenario.model.model_copy(update={"base_channels": 16})})
+    with pytest.raises(UserInputError, match=r"is \('resnet50', 'cifar', 4, 10\).*scenario's model is \('resnet50', 'cifar', 16, 10\)"):
+        check_checkpoint_matches(other, str(root / "ckpt.pt"))

@@ -1,0 +1,96 @@
+"""Monolithic vs distributed inference on one machine (no link emulation), side by side.
+
+    .venv/bin/python benchmarks/runtime.py [--requests 16] [--cifar-checkpoint results/cifar-r50w16/model.pt]
+
+For ResNet-50 at 224x224 (random weights: timing does not depend on them) and, when given, the
+committed CIFAR checkpoint, with 2 and 4 workers each running a contiguous share of the units:
+latency of one request alone, and throughput of a batch of requests submitted together.
+Target: distributed latency <= 1.2x monolithic for ResNet-50 at 224.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+
+import torch
+
+from adaptive_resnet.train import TrainConfig, build_model, model_from_checkpoint
+
+
+def split_plan(units: list[str], devices: list[str]) -> dict:
+    placement = {u: devices[min(len(devices) * i // len(units), len(devices) - 1)] for i, u in enumerate(units)}
+    return {"feasible": True, "requests": [{"placement": placement}]}
+
+
+def measure(name: str, checkpoint: Path, size: int, requests: int) -> list[tuple]:
+    import ray
+
+    from adaptive_resnet.planning import Problem
+    from adaptive_resnet.runtime.cluster import RayCluster
+    from adaptive_resnet.system import parse_scenario
+
+    model, config = model_from_checkpoint(checkpoint)
+    torch.set_num_threads(1)  # as each worker: the machine has 2 cores and a training run may share them
+    x = torch.randn(requests, 3, size, size)
+    with torch.no_grad():
+        model(x[:1])
+        t0 = time.perf_counter()
+        for _ in range(3):
+            model(x[:1])
+        mono_latency = (time.perf_counter() - t0) / 3
+        t0 = time.perf_counter()
+        for i in range(requests):
+            model(x[i : i + 1])
+        mono_throughput = requests / (time.perf_counter() - t0)
+    rows = [(name, "monolithic", 1, mono_latency, mono_throughput)]
+    for workers in (2, 4):
+        devices = "".join(f"  - {{name: w{i}, memory_mb: 1000, speed_gmacs: 10, compute_limit_gmac: 1000, energy_j: 1e6}}\n" for i in range(workers))
+        scenario = parse_scenario(f"model: {{arch: {config.arch}, input_size: {size}, num_classes: {config.num_classes}, "
+                                  f"stem: {config.stem}, base_channels: {config.base_channels}}}\naccuracy: paper\naccuracy_threshold: 0.5\n"
+                                  f"devices:\n{devices}rates_mbps: {{default: 100}}\n")
+        cluster = RayCluster(Problem(scenario), str(checkpoint), emulate_links=False, threads_per_worker=1)
+        plan = split_plan(cluster.problem.units, cluster.problem.devices)
+        cluster.infer(x[:1], plan)  # warm-up: workers load their weights
+        t0 = time.perf_counter()
+        for _ in range(3):
+            cluster.infer(x[:1], plan)
+        latency = (time.perf_counter() - t0) / 3
+        t0 = time.perf_counter()
+        cluster.infer(x, plan)
+        throughput = requests / (time.perf_counter() - t0)
+        cluster.shutdown()
+        rows.append((name, f"{workers} workers", workers, latency, throughput))
+    ray.shutdown()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--cifar-checkpoint", default=None)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = TrainConfig(data=".", arch="resnet50", stem="imagenet", base_channels=64, num_classes=1000)
+        path = Path(tmp) / "r50.pt"
+        torch.save({"model": build_model(config).state_dict(), "config": config.model_dump()}, path)
+        rows += measure("resnet50@224", path, 224, args.requests)
+    if args.cifar_checkpoint:
+        rows += measure("cifar-r50w16@32", Path(args.cifar_checkpoint), 32, args.requests)
+    print(f"{'model':<16} {'setup':<11} {'latency_ms':>10} {'vs mono':>8} {'req/s':>8} {'vs mono':>8}")
+    for name, setup, _, latency, throughput in rows:
+        mono = next(r for r in rows if r[0] == name and r[1] == "monolithic")
+        print(f"{name:<16} {setup:<11} {latency * 1000:>10.1f} {latency / mono[3]:>7.2f}x {throughput:>8.2f} {throughput / mono[4]:>7.2f}x")
+    r50 = [r for r in rows if r[0] == "resnet50@224" and r[1] != "monolithic"]
+    mono = next(r for r in rows if r[0] == "resnet50@224" and r[1] == "monolithic")
+    print(f"target: ResNet-50@224 distributed latency <= 1.2x monolithic: "
+          + ", ".join(f"{r[1]} {r[3] / mono[3]:.2f}x" for r in r50))
+
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""``adaptive-resnet run``: classify images through the distributed cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from adaptive_resnet.cli.app import command
+
+
+@command("run")
+def run_cli(
+    scenario: Path = typer.Argument(..., help="Scenario YAML whose model matches the checkpoint."),
+    checkpoint: Path = typer.Option(..., help="Checkpoint written by `adaptive-resnet train`."),
+    images: Path = typer.Option(Path("../shared/data/cifar10"), help="ImageFolder root (its test/ split) or CIFAR-10 batches."),
+    limit: int = typer.Option(64, help="How many test images to send."),
+    per_step: int = typer.Option(8, help="Requests per time step (the controller re-plans each step)."),
+    solver: str = typer.Option("fast"),
+    emulate_links: bool = typer.Option(True, help="Wait size/rate on every hop (one machine standing for a network)."),
+    address: str = typer.Option(None, help="Ray address of an existing cluster (default: a local one)."),
+) -> None:
+    """Send test images through Ray workers; print accuracy, latency measured vs predicted, energy."""
+    import numpy as np
+
+
+    from adaptive_resnet.data import batches, load_images
+    from adaptive_resnet.errors import UserInputError
+    from adaptive_resnet.runtime.controller import Controller, RunReport
+    from adaptive_resnet.system import load_scenario
+
+    sc = load_scenario(scenario)
+    data = load_images(images, "test", cache_dir="runs/cache").subset(limit)
+    if data.images.shape[1:] != (sc.model.input_size, sc.model.input_size, 3):
+        raise UserInputError(f"images are {data.images.shape[1:]} but the scenario's model takes "
+                             f"{sc.model.input_size}x{sc.model.input_size}x3")
+    controller = Controller(sc, str(checkpoint), solver, emulate_links, address)
+    report = RunReport()
+    try:
+        from rich.progress import Progress
+
+        with Progress() as bar:
+            task = bar.add_task("requests", total=len(data))
+            for x, y in batches(data, per_step):
+                controller.step(x, y, report)
+                bar.update(task, advance=len(y))
+    finally:
+        controller.shutdown()
+    measured, predicted = np.array(report.latencies_s), np.array(report.predicted_s)
+    typer.echo(f"sent {report.sent}, answered {report.answered}, failed {report.failed}, retried {report.retried}, plans {report.replans}")
+    if report.answered:
+        typer.echo(f"accuracy {report.correct / report.answered:.4f}; latency per request measured {measured.mean():.3f} s, "
+                   f"predicted {predicted.mean():.3f} s (ratio {measured.mean() / max(predicted.mean(), 1e-9):.2f})")
+    typer.echo("energy spent (J): " + ", ".join(f"{k} {v:.2f}" for k, v in report.energy_j.items()))
+

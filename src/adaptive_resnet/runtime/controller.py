@@ -1,0 +1,108 @@
+"""The online loop: each time step, re-plan from what the workers report, and run the requests.
+
+Each step the controller draws (or is given) the links' rates, charges every device the energy
+its worker reports having spent (compute time x P_c, emulated send time x P_t), re-plans with
+the planner through the one cost model, and runs the step's requests through the cluster with
+the new placement and drops; workers load the weights of newly placed units on demand, so the
+cluster is never restarted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from adaptive_resnet.errors import UserInputError
+from adaptive_resnet.runtime.cluster import Outcome, RayCluster
+
+
+@dataclass
+class RunReport:
+    sent: int = 0
+    answered: int = 0
+    failed: int = 0
+    retried: int = 0
+    correct: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+    predicted_s: list[float] = field(default_factory=list)
+    energy_j: dict[str, float] = field(default_factory=dict)
+    replans: int = 0
+
+
+def check_checkpoint_matches(scenario, checkpoint: str) -> None:
+    """A one-line error when the checkpoint is not the scenario's model."""
+    from adaptive_resnet.train import TrainConfig, load_checkpoint
+
+    config = TrainConfig(**load_checkpoint(checkpoint)["config"])
+    m = scenario.model
+    theirs = (config.arch, config.stem, config.base_channels, config.num_classes)
+    ours = (m.arch, m.stem, m.base_channels, m.num_classes)
+    if theirs != ours:
+        raise UserInputError(f"checkpoint {checkpoint} is {theirs} (arch, stem, width, classes) but the scenario's model is {ours}")
+
+
+class Controller:
+    def __init__(self, scenario, checkpoint: str, solver: str = "fast", emulate_links: bool = True, address: str | None = None, seed: int = 0):
+        from adaptive_resnet.accuracy import AccuracyTable
+        from adaptive_resnet.planning import Problem
+        from adaptive_resnet.profile import profile_model
+
+        check_checkpoint_matches(scenario, checkpoint)
+        m = scenario.model
+        self.scenario, self.solver = scenario, solver
+        self.profile = profile_model(m.arch, m.input_size, m.num_classes, m.stem, m.base_channels)
+        self.table = AccuracyTable.load(scenario.accuracy)
+        self.rng = np.random.default_rng(seed)
+        self.battery = np.array([d.energy_j for d in scenario.devices], float)
+        self.problem = Problem(scenario, self.profile, self.table)
+        self.cluster = RayCluster(self.problem, checkpoint, address=address, emulate_links=emulate_links)
+        self._spent = np.zeros(len(scenario.devices))
+
+    def plan(self, requests: int, rates_mbps: np.ndarray | None = None) -> dict:
+        """Re-plan for this step with the given (or freshly drawn) rates and what is left of batteries."""
+        from adaptive_resnet.planning import Problem, solve
+
+        if rates_mbps is None and self.scenario.rates_mbps.range is not None:
+            lo, hi = self.scenario.rates_mbps.range
+            draws = self.rng.uniform(lo, hi, (len(self.battery),) * 2)
+            rates_mbps = np.triu(draws, 1) + np.triu(draws, 1).T
+        alive = np.array([self.cluster.alive[d] for d in self.problem.devices])
+        self.problem = Problem(self.scenario, self.profile, self.table, rates_mbps=rates_mbps, requests=requests,
+                               energy_j=np.maximum(self.battery - self._spent, 0.0), available=alive)
+        self.cluster.problem = self.problem  # the emulated links follow the step's rates
+        return solve(self.problem, self.solver).to_json(self.problem)
+
+    def step(self, images, labels, report: RunReport) -> list[Outcome]:
+        plan = self.plan(len(images))
+        report.replans += 1
+
+        def replan(dead):
+            report.replans += 1
+            from adaptive_resnet.runtime.cluster import plan_for
+
+            return plan_for(self.problem, self.solver, dead)
+
+        outcomes = self.cluster.infer(images, plan, replan=replan)
+        for o in outcomes:
+            report.sent += 1
+            report.retried += o.attempts > 1
+            if o.logits is None:
+                report.failed += 1
+                continue
+            report.answered += 1
+            report.correct += int(int(o.logits.argmax(1)[0]) == int(labels[o.index]))
+            report.latencies_s.append(o.latency_s)
+            report.predicted_s.append(o.predicted_latency_s)
+        self._account()
+        report.energy_j = dict(zip(self.problem.devices, self._spent.tolist()))
+        return outcomes
+
+    def _account(self) -> None:
+        p = self.problem
+        for name, s in self.cluster.stats().items():
+            i = p.devices.index(name)
+            self._spent[i] = s["busy_s"] * p.compute_w + s["transfer_s"] * p.transmit_w  # receiver-side time as link time
+
+    def shutdown(self) -> None:
+        self.cluster.shutdown()
