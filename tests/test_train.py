@@ -73,3 +73,15 @@ def test_corrupt_or_foreign_checkpoint(tmp_path):
 def test_class_count_mismatch(tiny_config, tmp_path):
     with pytest.raises(UserInputError, match="data has 2 classes but num_classes is 5"):
         train(tiny_config.model_copy(update={"num_classes": 5}), tmp_path / "run", progress=False)
+
+
+def test_exported_checkpoint_is_smaller_and_loads(tiny_config, tmp_path):
+    from adaptive_resnet.train import export_checkpoint
+
+    train(tiny_config.model_copy(update={"epochs": 1}), tmp_path / "run", progress=False)
+    slim = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "model.pt")
+    assert slim.stat().st_size < (tmp_path / "run" / "last.pt").stat().st_size
+    model, config = model_from_checkpoint(slim)
+    full, _ = model_from_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), full.state_dict().values()))
+    assert "optimizer" not in load_checkpoint(slim)

@@ -212,3 +212,20 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
             )
             history_path.write_text(json.dumps(history, indent=2) + "\n")
     return {"history": history, "checkpoint": str(ckpt_path)}
+
+
+def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """A model-only copy of a checkpoint (weights, config, history), for committing and serving.
+
+    It drops the optimiser, scheduler and RNG state, which only resumption needs: about half
+    the size. Every reader of checkpoints accepts it.
+    """
+    import torch
+
+    ckpt = load_checkpoint(src)
+    slim = {k: ckpt[k] for k in ("model", "config", "history", "epoch") if k in ckpt}
+    slim["model"] = {k: v.float() if v.is_floating_point() else v for k, v in slim["model"].items()}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_save(slim, dst)
+    return dst
