@@ -65,7 +65,7 @@ def main() -> None:
                     gap = (obj - bound) / bound if (bound and sol.feasible) else float("nan")
                     rows.append({"instance": problem.scenario.name, "tight": tight, "solver": name, "feasible": sol.feasible,
                                  "objective": obj, "gap": gap, "time_s": sol.solve_time_s, "proven": "optimal" in sol.note})
-                    print(f"{problem.scenario.name:<14} {name:<6} {str(sol.feasible):>8} {obj:>10.4f} {gap:>8.2%} {sol.solve_time_s:>8.3f}  {sol.note[:60]}", flush=True)
+                    print(f"{problem.scenario.name:<14} {name:<6} {sol.feasible!s:>8} {obj:>10.4f} {gap:>8.2%} {sol.solve_time_s:>8.3f}  {sol.note[:60]}", flush=True)
     print()
     by = {(row["instance"], row["solver"]): row for row in rows}
     instances = sorted({row["instance"] for row in rows})

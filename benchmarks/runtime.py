@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import torch
 
 from adaptive_resnet.train import TrainConfig, build_model, model_from_checkpoint
@@ -87,7 +86,7 @@ def main() -> None:
         print(f"{name:<16} {setup:<11} {latency * 1000:>10.1f} {latency / mono[3]:>7.2f}x {throughput:>8.2f} {throughput / mono[4]:>7.2f}x")
     r50 = [r for r in rows if r[0] == "resnet50@224" and r[1] != "monolithic"]
     mono = next(r for r in rows if r[0] == "resnet50@224" and r[1] == "monolithic")
-    print(f"target: ResNet-50@224 distributed latency <= 1.2x monolithic: "
+    print("target: ResNet-50@224 distributed latency <= 1.2x monolithic: "
           + ", ".join(f"{r[1]} {r[3] / mono[3]:.2f}x" for r in r50))
 
 

@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 
 from adaptive_resnet.errors import UserInputError
-from adaptive_resnet.models import ARCHS, Connection, DropPlan, DroppableResNet, load_weights
+from adaptive_resnet.models import ARCHS, Connection, DroppableResNet, DropPlan, load_weights
 from adaptive_resnet.profile import profile_model
 
 

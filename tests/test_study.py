@@ -14,7 +14,6 @@ from adaptive_resnet.errors import UserInputError
 from adaptive_resnet.models import DropPlan
 from adaptive_resnet.study import count_correct, count_correct_naive, run_study, study_plans
 from adaptive_resnet.train import TrainConfig, train
-
 from test_data import make_image_folder
 
 
@@ -68,7 +67,7 @@ class Interrupted(Exception):
 
 
 def test_interrupted_study_resumes_without_recomputing(tiny_checkpoint, monkeypatch):
-    import adaptive_resnet.study as study
+    from adaptive_resnet import study
 
     root = tiny_checkpoint
     calls, resumed = [], []

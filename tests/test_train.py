@@ -9,7 +9,6 @@ import torch
 
 from adaptive_resnet.errors import UserInputError
 from adaptive_resnet.train import TrainConfig, load_checkpoint, model_from_checkpoint, train
-
 from test_data import make_image_folder
 
 

@@ -177,7 +177,7 @@ def batches(
     image_size: int | None = None,
     mean: tuple[float, float, float] = CIFAR10_MEAN,
     std: tuple[float, float, float] = CIFAR10_STD,
-) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:  # noqa: F821
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # noqa: F821
     """Normalised float batches (B, 3, H, W) and labels; shuffled and augmented when ``train``.
 
     ``image_size`` upsamples (bilinear) after augmentation, as the paper fed 224x224 to ResNet-50.
@@ -201,7 +201,7 @@ def batches(
         yield (x - mean_t) / std_t, y
 
 
-def random_crop_flip(x: "torch.Tensor", gen: "torch.Generator", pad: int = 4) -> "torch.Tensor":  # noqa: F821
+def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:  # noqa: F821
     """Random crop after ``pad`` pixels of reflection padding, and a random horizontal flip."""
     import torch
     import torch.nn.functional as F

@@ -54,7 +54,7 @@ class TrainConfig(BaseModel):
     cache_dir: str = "runs/cache"
 
 
-def build_model(config: TrainConfig) -> "DroppableResNet":  # noqa: F821
+def build_model(config: TrainConfig) -> DroppableResNet:  # noqa: F821
     """The model a config describes, with pretrained weights loaded when given."""
     from torch import nn
 
@@ -108,7 +108,7 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def model_from_checkpoint(path: str | Path) -> tuple["DroppableResNet", TrainConfig]:  # noqa: F821
+def model_from_checkpoint(path: str | Path) -> tuple[DroppableResNet, TrainConfig]:  # noqa: F821
     """Rebuild the model a checkpoint was trained as, with its weights, in eval mode."""
     from adaptive_resnet.models import load_weights
 
@@ -220,7 +220,6 @@ def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
     It drops the optimiser, scheduler and RNG state, which only resumption needs: about half
     the size. Every reader of checkpoints accepts it.
     """
-    import torch
 
     ckpt = load_checkpoint(src)
     slim = {k: ckpt[k] for k in ("model", "config", "history", "epoch") if k in ckpt}

@@ -23,7 +23,6 @@ def run_cli(
     """Send test images through Ray workers; print accuracy, latency measured vs predicted, energy."""
     import numpy as np
 
-
     from adaptive_resnet.data import batches, load_images
     from adaptive_resnet.errors import UserInputError
     from adaptive_resnet.runtime.controller import Controller, RunReport

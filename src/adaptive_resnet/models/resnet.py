@@ -37,7 +37,7 @@ from adaptive_resnet.models.naming import (
 class ArchSpec:
     """Topology of one ResNet family member, as torchvision builds it."""
 
-    block: type[BasicBlock] | type[Bottleneck]
+    block: type[BasicBlock | Bottleneck]
     layers: tuple[int, int, int, int]
 
 

@@ -13,7 +13,6 @@ def _solvers() -> dict[str, Callable[..., Solution]]:
     from adaptive_resnet.planning.exact import solve_exact
     from adaptive_resnet.planning.fast import solve_fast
     from adaptive_resnet.planning.paper import solve_paper
-
     from adaptive_resnet.simulation.baselines import BASELINES
 
     return {"exact": solve_exact, "fast": solve_fast, "paper": solve_paper, **BASELINES}
@@ -30,4 +29,4 @@ def solve(problem: Problem, solver: str, **options: object) -> Solution:
     return solvers[solver](problem, **options)
 
 
-__all__ = ["Evaluation", "Problem", "RequestPlan", "SOLVER_NAMES", "Solution", "solve"]
+__all__ = ["SOLVER_NAMES", "Evaluation", "Problem", "RequestPlan", "Solution", "solve"]
