@@ -98,3 +98,22 @@ def test_bad_requests(tiny_checkpoint):
                   cache_dir=str(root / "cache"), progress=False)
     result = CliRunner().invoke(app, ["study", "--checkpoint", str(root / "nope.pt"), "--out", str(root / "x")])
     assert result.exit_code == 2 and "checkpoint not found" in result.output
+
+
+def test_report_compares_with_the_paper_and_measures_estimate_error(tmp_path):
+    from adaptive_resnet.study_report import comparison_markdown, estimate_error, plot_singles
+
+    rows = [{"drops": "none", "accuracy": 0.9},
+            {"drops": "stage5.block2:DC", "accuracy": 0.88}, {"drops": "stage5.block3:DC", "accuracy": 0.86},
+            {"drops": "stage4.block2:DC", "accuracy": 0.87},
+            {"drops": "stage5.block2:DC+stage5.block3:DC", "accuracy": 0.8},
+            {"drops": "stage4.block2:DC+stage5.block2:DC+stage5.block3:DC", "accuracy": 0.75}]
+    (tmp_path / "s.json").write_text(json.dumps({"rows": rows}))
+    err = estimate_error(tmp_path / "s.json")
+    # estimate: 0.9 - (0.02 + 0.04 + 0.03) - interaction of the measured pair (0.1 - 0.06 = 0.04) = 0.77
+    assert err["n"] == 1 and err["sets"][0]["estimated"] == pytest.approx(0.77)
+    assert err["mean_abs_error"] == pytest.approx(0.02)
+    md = comparison_markdown({"ours": tmp_path / "s.json"})
+    assert "| stage5.block2 | 91.77 | 88.00 |" in md and "| pairs within 3 points | 0/1 |" in md
+    plot_singles({"ours": tmp_path / "s.json"}, tmp_path / "singles.png")
+    assert (tmp_path / "singles.png").stat().st_size > 0
