@@ -59,3 +59,13 @@ def test_bad_scenarios_name_field_and_line(edit, message):
 def test_missing_file():
     with pytest.raises(UserInputError, match="scenario file not found"):
         load_scenario("nope.yaml")
+
+
+def test_unreachable_threshold_and_bad_accuracy_source_name_the_line(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(BASE.replace("accuracy_threshold: 0.8", "accuracy_threshold: 0.97"))
+    with pytest.raises(UserInputError, match=r"s.yaml:4: accuracy_threshold: 0.97 is above every drop set's accuracy \(best: 0.9473"):
+        load_scenario(path)
+    path.write_text("accuracy: nowhere.json\n" + BASE)
+    with pytest.raises(UserInputError, match=r"s.yaml:1: accuracy: accuracy source .*nowhere.json' is neither 'paper'"):
+        load_scenario(path)

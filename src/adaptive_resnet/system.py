@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from adaptive_resnet.config_errors import validation_message
 from adaptive_resnet.errors import UserInputError
@@ -76,6 +76,8 @@ class Rates(Strict):
 
 class Scenario(Strict):
     """One planning problem: model, accuracy source, weights, constraints, devices, links."""
+
+    _lines: dict = PrivateAttr(default_factory=dict)  # YAML line of each field, when read from a file
 
     name: str = "scenario"
     model: ModelSpec = ModelSpec()
@@ -183,11 +185,13 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
                                      f"device {dev['name']!r} named twice (first as devices.{seen[dev['name']]})")
             seen[dev["name"]] = i
     try:
-        return Scenario(**data)
+        scenario = Scenario(**data)
     except ValidationError as exc:
         raise UserInputError(validation_message(exc, lines, source)) from None
     except TypeError as exc:
         raise UserInputError(f"{source}: {exc}") from None
+    scenario._lines = lines  # for errors found later (e.g. against the accuracy source)
+    return scenario
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -201,4 +205,20 @@ def load_scenario(path: str | Path) -> Scenario:
         scenario = scenario.model_copy(update={"accuracy": str(base / scenario.accuracy)})
     if scenario.model.profile and not Path(scenario.model.profile).is_absolute():
         scenario.model.profile = str(base / scenario.model.profile)
+    check_against_accuracy_source(scenario, str(path))
     return scenario
+
+
+def check_against_accuracy_source(scenario: Scenario, source: str) -> None:
+    """The accuracy source must load and some drop set must reach the threshold (Eq. 16)."""
+    from adaptive_resnet.accuracy import AccuracyTable
+
+    lines = getattr(scenario, "_lines", {})
+    try:
+        table = AccuracyTable.load(scenario.accuracy)
+    except UserInputError as exc:
+        raise UserInputError(f"{source}:{lines.get(('accuracy',), '?')}: accuracy: {exc}") from None
+    best = table.best_possible()
+    if scenario.accuracy_threshold > best:
+        raise UserInputError(f"{source}:{lines.get(('accuracy_threshold',), '?')}: accuracy_threshold: "
+                             f"{scenario.accuracy_threshold} is above every drop set's accuracy (best: {best:.4f} from {table.name})")
