@@ -32,14 +32,7 @@ class Residual:
     def usage(self, cand_index: int, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(memory, compute, energy) a route adds per device, and the newly hosted units."""
         p, cand = self.p, self.p.candidates[cand_index]
-        n = len(p.devices)
-        mem, comp, energy = np.zeros(n), np.zeros(n), np.zeros(n)
-        np.add.at(comp, devices, cand.macs)
-        np.add.at(mem, devices, cand.memory_bytes)
-        np.add.at(energy, devices, cand.macs / p.speed_macs[devices] * p.compute_w)
-        src, dst = devices[:-1], devices[1:]
-        moved = src != dst
-        np.add.at(energy, src[moved], cand.output_bytes[:-1][moved] * 8 / p.rate_bps[src[moved], dst[moved]] * p.transmit_w)
+        mem, comp, energy = p.request_usage(cand, devices)
         new_hosts = np.zeros_like(self.hosted)
         if p.shared_weights:
             new_hosts[cand.units, devices] = True

@@ -187,6 +187,21 @@ class Problem:
         transfer = float((cand.output_bytes[:-1][moved] * BITS_PER_BYTE / self.rate_bps[src[moved], dst[moved]]).sum())
         return compute + transfer
 
+    def request_usage(self, cand: Candidate, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per device, what one request adds: activation memory (m_j, Eq. 13), multiplications
+        (Eq. 14) and energy (Eq. 19: compute time x P_c where computed, transfer time x P_t by
+        the sender). Weights are not included: they count once per hosting device."""
+        n = len(self.devices)
+        memory, macs, energy = np.zeros(n), np.zeros(n), np.zeros(n)
+        np.add.at(macs, devices, cand.macs)
+        np.add.at(memory, devices, cand.memory_bytes)
+        np.add.at(energy, devices, cand.macs / self.speed_macs[devices] * self.compute_w)
+        src, dst = devices[:-1], devices[1:]
+        moved = src != dst
+        t_tr = cand.output_bytes[:-1][moved] * BITS_PER_BYTE / self.rate_bps[src[moved], dst[moved]]
+        np.add.at(energy, src[moved], t_tr * self.transmit_w)
+        return memory, macs, energy
+
     def objective(self, mean_latency_s: float, mean_accuracy: float) -> float:
         """Eq. 5: W = alpha * latency / L_ref + beta * (1 - accuracy)."""
         return self.alpha * mean_latency_s / self.reference_latency_s + self.beta * (1.0 - mean_accuracy)
@@ -213,15 +228,13 @@ class Problem:
             dropped += len(cand.plan.drops)
             if cand.accuracy < self.threshold:
                 violations.append(f"accuracy[request {r}]: {cand.accuracy:.4f} < threshold {self.threshold}")
-            t_c = cand.macs / self.speed_macs[dev]
-            np.add.at(energy, dev, t_c * self.compute_w)
-            np.add.at(macs, dev, cand.macs)
-            np.add.at(memory, dev, cand.memory_bytes)
+            req_memory, req_macs, req_energy = self.request_usage(cand, dev)
+            memory += req_memory
+            macs += req_macs
+            energy += req_energy
             hosted[cand.units, dev] = True
             src, dst = dev[:-1], dev[1:]
             moved = src != dst
-            t_tr = cand.output_bytes[:-1][moved] * BITS_PER_BYTE / self.rate_bps[src[moved], dst[moved]]
-            np.add.at(energy, src[moved], t_tr * self.transmit_w)
             sent = cand.output_bytes[:-1][moved]
             skip = cand.skip_in[1:][moved]
             direct_b += float(sent[~skip].sum())
