@@ -113,3 +113,18 @@ def test_random_crop_flip_moves_pixels_but_keeps_content():
     # Every output pixel comes from the reflect-padded input.
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
     assert set(out.unique().tolist()) <= set(padded.unique().tolist())
+
+
+def test_parallel_decode_equals_serial_and_reports_bad_files(tmp_path, monkeypatch):
+    import adaptive_resnet.data as data_module
+    from adaptive_resnet.data import read_image_folder
+
+    make_image_folder(tmp_path / "ds", per_class=5)
+    serial = read_image_folder(tmp_path / "ds" / "train")
+    monkeypatch.setattr(data_module, "PARALLEL_DECODE_MIN", 1)
+    monkeypatch.setattr(data_module.os, "cpu_count", lambda: 2)
+    parallel = read_image_folder(tmp_path / "ds" / "train")
+    assert np.array_equal(serial.images, parallel.images) and np.array_equal(serial.labels, parallel.labels)
+    (tmp_path / "ds" / "train" / "dog" / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(UserInputError, match="cannot decode image .*bad.jpg"):
+        read_image_folder(tmp_path / "ds" / "train")

@@ -84,3 +84,30 @@ def test_exported_checkpoint_is_smaller_and_loads(tiny_config, tmp_path):
     full, _ = model_from_checkpoint(tmp_path / "run" / "last.pt")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), full.state_dict().values()))
     assert "optimizer" not in load_checkpoint(slim)
+
+
+def test_warm_restart_starts_from_the_checkpoint_weights(tiny_config, tmp_path):
+    from adaptive_resnet.train import build_model
+
+    first = train(tiny_config, tmp_path / "first", progress=False)
+    restart = tiny_config.model_copy(update={"init_from": first["checkpoint"], "epochs": 1, "lr": 0.01})
+    start = build_model(restart).state_dict()
+    trained = load_checkpoint(first["checkpoint"])["model"]
+    assert all(torch.equal(start[k], trained[k]) for k in trained)
+    train(restart, tmp_path / "second", progress=False)
+    _, config = model_from_checkpoint(tmp_path / "second" / "last.pt")  # loads without the first run
+    assert config.init_from == first["checkpoint"]
+
+
+def test_warm_restart_from_another_model_is_refused(tiny_config, tmp_path):
+    first = train(tiny_config.model_copy(update={"epochs": 1}), tmp_path / "first", progress=False)
+    wider = tiny_config.model_copy(update={"init_from": first["checkpoint"], "base_channels": 8})
+    with pytest.raises(UserInputError, match="shape mismatches"):
+        train(wider, tmp_path / "second", progress=False)
+
+
+def test_device_that_is_not_there_is_refused(tiny_config, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UserInputError, match="no CUDA GPU"):
+        train(tiny_config.model_copy(update={"device": "cuda"}), tmp_path / "run", progress=False)

@@ -97,6 +97,7 @@ def run_study(
     cache_dir: str = "runs/cache",
     seed: int = 0,
     progress: bool = True,
+    device: str = "auto",
 ) -> dict:
     """Run (or resume) a study of ``checkpoint`` on the test split of ``data_path``.
 
@@ -105,6 +106,7 @@ def run_study(
     """
     import torch
 
+    from adaptive_resnet.accelerator import resolve_device
     from adaptive_resnet.data import batches, load_images
     from adaptive_resnet.profile import profile_model
     from adaptive_resnet.train import model_from_checkpoint
@@ -112,6 +114,12 @@ def run_study(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, config = model_from_checkpoint(checkpoint)
+    torch_device = resolve_device(device)
+    if torch_device.type == "cuda":
+        # Full fp32 convolutions (cuDNN would use TF32), so a GPU's table matches a CPU's.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    model.to(torch_device)
     if plans is None:
         plans = study_plans(model.block_names, random_k=random_k, random_count=random_count, seed=seed)
     for plan in plans:
@@ -140,7 +148,8 @@ def run_study(
     with Progress(TextColumn("study"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not progress) as bar:
         task = bar.add_task("study", total=n_batches, completed=state["batches_done"])
         with torch.no_grad():
-            for b, (x, y) in enumerate(batches(data, batch_size, image_size=config.image_size)):
+            batch_iter = batches(data, batch_size, image_size=config.image_size, device=next(model.parameters()).device)
+            for b, (x, y) in enumerate(batch_iter):
                 if b < state["batches_done"]:
                     continue
                 t0 = time.perf_counter()

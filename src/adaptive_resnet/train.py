@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adaptive_resnet.accelerator import resolve_device
 from adaptive_resnet.errors import UserInputError
 
 
@@ -37,6 +38,7 @@ class TrainConfig(BaseModel):
     num_classes: int = Field(10, ge=2)
     image_size: int | None = Field(None, ge=8)  # upsample to this size (the paper used 224)
     pretrained: str | None = None  # torchvision weights file to fine-tune from (fc is replaced)
+    init_from: str | None = None  # our checkpoint to start from, fc kept: a warm restart, new schedule
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(0.1, gt=0)  # peak learning rate
@@ -46,11 +48,12 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     drop_path_rate: float = Field(0.0, ge=0, lt=1)  # stochastic depth (of the last block if linear)
     drop_path_schedule: Literal["linear", "uniform"] = "linear"  # linear in depth (Huang et al.) or equal
-    bf16: bool = True  # bfloat16 autocast on the CPU (AMX/AVX-512 machines train ~2x faster)
+    bf16: bool = True  # bfloat16 autocast (AMX/AVX-512 CPUs train ~2x faster; GPUs more)
     limit_train: int | None = Field(None, ge=1)  # use a random subset (quick runs, tests)
     limit_test: int | None = Field(None, ge=1)
     seed: int = 0
     threads: int | None = Field(None, ge=1)
+    device: str = "auto"  # auto (a GPU when there is one), cpu, cuda, cuda:N
     cache_dir: str = "runs/cache"
 
 
@@ -66,20 +69,23 @@ def build_model(config: TrainConfig) -> DroppableResNet:  # noqa: F821
         model.fc = nn.Linear(model.fc.in_features, config.num_classes)
     else:
         model = DroppableResNet(config.arch, config.num_classes, config.stem, config.base_channels)
+        if config.init_from:
+            load_weights(model, config.init_from)
     model.set_drop_path(config.drop_path_rate, config.drop_path_schedule)
     return model
 
 
 def evaluate(model, data, batch_size: int = 500, image_size: int | None = None, plan=None) -> float:
-    """Top-1 accuracy of ``model`` on ``data`` under drop ``plan``."""
+    """Top-1 accuracy of ``model`` on ``data`` under drop ``plan``, on the model's device."""
     import torch
 
     from adaptive_resnet.data import batches
 
     model.eval()
     correct = 0
+    device = next(model.parameters()).device
     with torch.no_grad():
-        for x, y in batches(data, batch_size, image_size=image_size):
+        for x, y in batches(data, batch_size, image_size=image_size, device=device):
             correct += int((model(x, plan).argmax(1) == y).sum())
     return correct / len(data)
 
@@ -114,7 +120,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[DroppableResNet, TrainConfi
 
     ckpt = load_checkpoint(path)
     config = TrainConfig(**ckpt["config"])
-    model = build_model(config.model_copy(update={"pretrained": None}))
+    model = build_model(config.model_copy(update={"pretrained": None, "init_from": None}))
     load_weights(model, path)
     return model.eval(), config
 
@@ -131,12 +137,14 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
     config_path, ckpt_path, history_path = out / "config.json", out / "last.pt", out / "history.json"
     if config_path.is_file():
         # Compared as configs, so a field added later with a default keeps old runs resumable;
-        # fields that do not change the result (threads, cache folder) may differ on resume.
-        free = {"threads", "cache_dir"}
+        # fields that do not change the result (threads, device, cache folder) may differ on
+        # resume, so a run started on a GPU can be finished on a CPU and back.
+        free = {"threads", "cache_dir", "device"}
         saved = TrainConfig(**json.loads(config_path.read_text())).model_dump(exclude=free)
         if saved != config.model_dump(exclude=free):
             diff = sorted(k for k in saved if saved[k] != config.model_dump()[k])
             raise UserInputError(f"{out} holds a run with another configuration (differs in: {', '.join(diff)}); use a new folder")
+    device = resolve_device(config.device)
     config_path.write_text(json.dumps(config.model_dump(), indent=2) + "\n")
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -151,7 +159,9 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
     if len(train_set.classes) != config.num_classes:
         raise UserInputError(f"data has {len(train_set.classes)} classes but num_classes is {config.num_classes}")
 
-    model = build_model(config).to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
+    model = build_model(config).to(device, memory_format=torch.channels_last)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     optimizer = torch.optim.SGD(
@@ -173,6 +183,8 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
         scheduler.load_state_dict(ckpt["scheduler"])
         history, start_epoch = ckpt["history"], ckpt["epoch"]
         torch.set_rng_state(ckpt["rng"])
+        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -181,10 +193,16 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
         for epoch in range(start_epoch, config.epochs):
             task = bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch, info="")
             model.train()
-            t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
-            for x, y in batches(train_set, config.batch_size, train=True, seed=config.seed * 1000 + epoch, image_size=config.image_size):
+            t0, seen = time.perf_counter(), 0
+            # Running sums stay on the device and are read every few steps: reading them every
+            # step would make the host wait for the GPU each time.
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            for step, (x, y) in enumerate(
+                batches(train_set, config.batch_size, train=True, seed=config.seed * 1000 + epoch, image_size=config.image_size, device=device)
+            ):
                 x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
@@ -192,9 +210,11 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
                 optimizer.step()
                 scheduler.step()
                 seen += len(y)
-                loss_sum += float(loss.detach()) * len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                bar.update(task, advance=1, info=f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f}")
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.argmax(1) == y).sum()
+                if step % 20 == 19 or device.type == "cpu":
+                    bar.update(task, completed=step + 1, info=f"loss {float(loss_sum) / seen:.3f} acc {int(correct) / seen:.3f}")
+            loss_sum, correct = float(loss_sum), int(correct)
             train_s = time.perf_counter() - t0
             test_acc = evaluate(model, test_set, image_size=config.image_size)
             history.append(
@@ -207,7 +227,8 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
                 print(f"epoch {epoch + 1}/{config.epochs}: {summary} ({seen / train_s:.0f} img/s)", flush=True)
             _atomic_save(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "epoch": epoch + 1, "history": history, "rng": torch.get_rng_state(), "config": config.model_dump()},
+                 "epoch": epoch + 1, "history": history, "rng": torch.get_rng_state(), "config": config.model_dump(),
+                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
                 ckpt_path,
             )
             history_path.write_text(json.dumps(history, indent=2) + "\n")

@@ -20,12 +20,13 @@ def study_cli(
     limit: int = typer.Option(None, help="Use a random subset of this many test images."),
     batch_size: int = typer.Option(500),
     seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
 ) -> None:
     """Table I and II for a checkpoint: each DC and SC alone, every DC pair, random k-sets."""
     from adaptive_resnet.study import run_study
 
     doc = run_study(checkpoint, data, out, random_k=random_k, random_count=random_count if random_k else 0,
-                    limit=limit, batch_size=batch_size, data_format=data_format, seed=seed)
+                    limit=limit, batch_size=batch_size, data_format=data_format, seed=seed, device=device)
     full = next(r["accuracy"] for r in doc["rows"] if r["drops"] == "none")
     typer.echo(f"{len(doc['rows'])} drop sets on {doc['n_images']} images in {doc['study_s']:.1f} s; "
                f"full network {full:.4f}; tables in {out}")

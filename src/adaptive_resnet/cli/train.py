@@ -20,6 +20,7 @@ def train_cli(
     num_classes: int = typer.Option(10),
     image_size: int = typer.Option(None, help="Upsample inputs to this size (the paper used 224)."),
     pretrained: str = typer.Option(None, help="torchvision weights file to fine-tune from."),
+    init_from: str = typer.Option(None, help="Checkpoint of ours to start from (same model): a warm restart with a new schedule."),
     epochs: int = typer.Option(30),
     batch_size: int = typer.Option(128),
     lr: float = typer.Option(0.1, help="Peak learning rate."),
@@ -29,11 +30,12 @@ def train_cli(
     label_smoothing: float = typer.Option(0.0),
     drop_path_rate: float = typer.Option(0.0, help="Stochastic depth of the last block (drop-aware training)."),
     drop_path_schedule: str = typer.Option("linear", help="linear (grows with depth) or uniform."),
-    bf16: bool = typer.Option(True, help="bfloat16 autocast on the CPU."),
+    bf16: bool = typer.Option(True, help="bfloat16 autocast."),
     limit_train: int = typer.Option(None, help="Train on a random subset of this many images."),
     limit_test: int = typer.Option(None, help="Test on a random subset of this many images."),
     seed: int = typer.Option(0),
     threads: int = typer.Option(None),
+    device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N; may change on resume."),
 ) -> None:
     """Train the droppable ResNet; a checkpoint every epoch; re-run the same command to resume."""
     from pydantic import ValidationError
