@@ -164,3 +164,24 @@ def test_cli_plan_and_evaluate(tmp_path):
     (tmp_path / "q.json").write_text(json.dumps(doc))
     result = runner.invoke(app, ["evaluate", "scenarios/small.yaml", str(tmp_path / "q.json")])
     assert result.exit_code == 2 and "unknown device for stage1 in request 0 'fridge'" in result.output
+
+
+@pytest.mark.parametrize("mode", ["shared-weights", "paper"])
+@pytest.mark.parametrize(("memory_mb", "compute_gmac", "alpha"), [(200, 100, 0.5), (40, 100, 0.5), (200, 4.5, 0.9), (60, 6, 0.7), (35, 5.5, 0.3)])
+def test_column_generation_bound_is_valid_and_its_plan_feasible(memory_mb, compute_gmac, alpha, mode):
+    from adaptive_resnet.planning.colgen import column_generation, restricted_master_plan
+    from adaptive_resnet.planning.routing import best_unconstrained
+
+    s = scenario(THREE.format(m=memory_mb, c=compute_gmac), requests=2, alpha=alpha, mode=mode,
+                 rates="matrix: [[0, 8, 30], [8, 0, 50], [30, 50, 0]]")
+    problem = Problem(s, PROFILE, TABLE)
+    optimum = brute_force(problem)
+    unconstrained = best_unconstrained(problem)
+    floors = np.array([u[0] for u in unconstrained])
+    result = column_generation(problem, [(0, unconstrained[0][2])], 5.0, floors)
+    assert result.bound <= optimum + 1e-9  # a lower bound, whatever the instance
+    assert result.bound >= floors.min() - 1e-12  # and never weaker than the capacity-free one
+    plan = restricted_master_plan(problem, result.columns, 5.0)
+    if plan is not None and np.isfinite(optimum):
+        ev = problem.evaluate(plan)
+        assert len(plan) == 2 and ev.feasible and ev.objective >= optimum - 1e-9

@@ -12,13 +12,14 @@
    Drop sets that cannot appear in an optimal plan (their own lower bound already exceeds the
    heuristic's objective) are left out.
 
-Before the program, two cheap steps often settle it: a per-request bound that respects each
-device's capacities (:func:`~adaptive_resnet.planning.routing.single_request_bound`), and the
-``fast`` plan improved by local search; when they meet, the plan is optimal. Otherwise a
-Lagrangian bound (:mod:`~adaptive_resnet.planning.bounds`) tightens the lower bound, and the
-program runs with what is left of the time limit. The answer is the
-best plan found; the lower bound is the largest valid bound (capacity-free, per-request, and
-the program's dual bound).
+Before the program, cheap steps often settle it: a per-request bound that respects each
+device's capacities (:func:`~adaptive_resnet.planning.routing.single_request_bound`), the
+``fast`` plan improved by local search, and column generation
+(:mod:`~adaptive_resnet.planning.colgen`), whose master LP gives a stronger bound and whose
+columns, solved as a small integer program, give another plan; when plan and bound meet, the
+plan is optimal. The flow program runs with what is left of the time limit when it is small
+enough to build in time. The answer is the best plan found; the lower bound is the largest
+valid bound (capacity-free, per-request, column generation, and the program's dual bound).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 
 import numpy as np
 
-from adaptive_resnet.planning.bounds import lagrangian_bound
+from adaptive_resnet.planning.colgen import column_generation, restricted_master_plan
 from adaptive_resnet.planning.fast import improve, solve_fast
 from adaptive_resnet.planning.problem import Problem, RequestPlan
 from adaptive_resnet.planning.routing import best_unconstrained, single_request_bound
@@ -46,25 +47,40 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
                         note="optimal: capacities do not bind (dynamic programming)")
     lower = max(lower, single_request_bound(problem))
     heuristic = solve_fast(problem, extra_tries=len(problem.candidates))
-    best_requests = improve(problem, heuristic.requests, time_budget_s=0.4 * time_limit_s)
+    best_requests = improve(problem, heuristic.requests, time_budget_s=0.3 * time_limit_s)
     best_eval = problem.evaluate(best_requests)
     note = "fast heuristic + local search"
     if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
         return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=lower,
                         note="optimal: heuristic plan meets the per-request bound")
-    incumbent = best_eval.objective if best_eval.feasible else np.inf
+    # Column generation: the master LP's bound (weights amortised over the requests a device
+    # can serve), then the best plan from the columns it found, improved by local search.
+    floors = np.array([u[0] for u in unconstrained])
+    seed = [(req.candidate, req.devices) for req in best_requests]
+    seed += [(c, unconstrained[c][2]) for c in np.argsort(floors)[:5] if np.isfinite(floors[c])]
     budget = min(0.3 * time_limit_s, max(time_limit_s - (time.perf_counter() - t0), 0.0))
-    dual, _ = lagrangian_bound(problem, incumbent, time_budget_s=budget)
-    if np.isinf(dual) and dual > 0:
+    cg = column_generation(problem, seed, budget, floors)
+    if np.isinf(cg.bound) and cg.bound > 0:
         return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=None,
                         note="infeasible: not even one request fits the devices; " + _binding(problem))
-    lower = max(lower, dual)
+    lower = max(lower, cg.bound)
+    note += f"; column generation: {cg.rounds} rounds, {len(cg.columns)} columns"
+    master = restricted_master_plan(problem, cg.columns, 0.15 * time_limit_s)
+    if master is not None and len(master) == problem.requests:
+        master = improve(problem, master, time_budget_s=max(0.0, min(0.1 * time_limit_s, time_limit_s - (time.perf_counter() - t0))))
+        ev = problem.evaluate(master)
+        if ev.feasible and (not best_eval.feasible or ev.objective < best_eval.objective - 1e-12):
+            best_requests, best_eval = master, ev
+            note += "; plan from the restricted master"
+    if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
+        return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=lower, note="optimal (" + note + ")")
+    incumbent = best_eval.objective if best_eval.feasible else np.inf
     remaining = time_limit_s - (time.perf_counter() - t0)
     # Building the program costs about 10 us a variable here; skip it when that alone would
     # eat the time that is left.
     size = sum(len(c.units) * len(problem.devices) ** 2 for c in problem.candidates)
     if remaining > 0.05 and size * 1e-5 < 0.5 * remaining:
-        milp = _solve_milp(problem, unconstrained, incumbent, remaining)
+        milp = _solve_milp(problem, unconstrained, incumbent, remaining - 2 * size * 1e-5)  # leave its build time
         if milp["requests"] is not None:
             ev = problem.evaluate(milp["requests"])
             if ev.feasible and (not best_eval.feasible or ev.objective < best_eval.objective - 1e-12):

@@ -72,7 +72,7 @@ def segment_route(
     """Minimum-latency route made of contiguous segments, each fitting its device's remainder.
 
     With prices, the DP minimises ``latency_weight * latency + node_price + edge_price`` instead
-    (prices in the same units; :mod:`~adaptive_resnet.planning.bounds` uses this).
+    (prices in the same units; :mod:`~adaptive_resnet.planning.colgen` prices columns with it).
 
     A route visits a device in one contiguous run of units (a *segment*); the DP is over segment
     ends, so each segment's total compute, memory (with weights not yet hosted there) and
