@@ -153,3 +153,36 @@ def test_checkpoint_for_another_model_is_refused(setup):
     other = problem.scenario.model_copy(update={"model": problem.scenario.model.model_copy(update={"base_channels": 16})})
     with pytest.raises(UserInputError, match=r"is \('resnet50', 'cifar', 4, 10\).*scenario's model is \('resnet50', 'cifar', 16, 10\)"):
         check_checkpoint_matches(other, str(root / "ckpt.pt"))
+
+
+def test_requests_in_flight_finish_through_the_shortcut_of_a_dead_worker(setup):
+    import ray
+
+    root, model, problem = setup
+    problem = at_rate(problem, 0.2)  # about 0.3 s into b: every request is in flight when b dies
+    cluster = RayCluster(problem, str(root / "ckpt.pt"), emulate_links=True)
+    try:
+        placement = {u: "a" for u in problem.units}
+        placement["stage3.block2"] = "b"  # an identity block, droppable above the threshold
+        placement["head"] = "c"
+        plan = {"feasible": True, "requests": [{"placement": placement, "drops": [], "latency_s": 0.0}]}
+        x = torch.randn(6, 3, 16, 16)
+        replans = []
+        timer = threading.Timer(0.15, lambda: ray.kill(cluster.actors["b"]))
+        timer.start()
+        outcomes = cluster.infer(x, plan, replan=lambda dead: replans.append(dead))
+        timer.join()
+        assert replans == []  # nothing re-planned: the shortcut completed them
+        assert all(o.logits is not None and o.error is None for o in outcomes)
+        assert all(o.shortcut and o.drops == ["stage3.block2:DC"] and o.attempts == 1 for o in outcomes)
+        with torch.no_grad():
+            expected = model(x, DropPlan.dc(["stage3.block2"]))
+        assert torch.allclose(torch.cat([o.logits for o in outcomes]), expected, atol=1e-5)
+
+        # A dead worker whose unit is a first block (projection shortcut) cannot be skipped.
+        placement["stage3.block2"], placement["stage4.block1"] = "a", "b"
+        cluster.alive["b"] = True  # pretend it is back, so that the plan is submitted
+        outcome = cluster.infer(x[:1], plan)[0]
+        assert outcome.logits is None and not outcome.shortcut and "worker failed" in outcome.error
+    finally:
+        cluster.shutdown()

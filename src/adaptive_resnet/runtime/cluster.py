@@ -9,9 +9,12 @@ A request is a chain of calls, one per contiguous run of units on a device; each
 previous call's ObjectRef, so activations go from worker to worker, not through the driver.
 :meth:`RayCluster.infer` submits a whole batch of requests, then waits for them together.
 
-When a worker dies, the requests it held are re-planned on the surviving devices (the planner
-may then drop blocks, the paper's resilience argument) and sent again; a request that cannot be
-completed gets an explicit error. Every request ends answered once or failed once.
+When a worker dies, a request in flight whose missing units are all identity blocks is completed
+through their shortcuts: the activation that reached the dead worker's predecessor goes on to
+the next live worker with those blocks' DC dropped, if that drop set still meets the accuracy
+threshold (the paper's resilience argument, Section III). Other requests are re-planned on the
+surviving devices and sent again; a request that cannot be completed gets an explicit error.
+Every request ends answered once or failed once.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Outcome:
     predicted_latency_s: float = 0.0
     attempts: int = 1
     drops: list[str] = field(default_factory=list)
+    shortcut: bool = False  # completed by dropping the blocks of a dead worker, without a re-plan
 
 
 def segments(placement: dict[str, str | None]) -> list[tuple[str, list[str]]]:
@@ -87,10 +91,13 @@ class RayCluster:
             ray.kill(actor)
         self.actors.clear()
 
-    def _submit(self, x, placement: dict[str, str | None], drops: list[str]):
-        """Chain one request through the workers; returns the final ObjectRef."""
+    def _submit(self, x, placement: dict[str, str | None], drops: list[str], previous: str | None = None):
+        """Chain one request through the workers; returns [(device, units, ObjectRef), ...].
+
+        ``x`` may be an ObjectRef already (the output of an earlier segment on ``previous``).
+        """
         names = self.problem.devices
-        ref, previous = x, None
+        ref, chain = x, []
         for device, units in segments(placement):
             if not self.alive.get(device, False):
                 raise UserInputError(f"the plan uses device {device!r}, which has no live worker")
@@ -98,14 +105,38 @@ class RayCluster:
             if self.emulate_links and previous is not None and previous != device:
                 rate = float(self.problem.rate_bps[names.index(previous), names.index(device)] / 1e6)
             ref = self.actors[device].run.remote(ref, units, drops, rate)
+            chain.append((device, units, ref))
             previous = device
-        return ref
+        return chain
+
+    def _shortcut(self, x, chain, drops: list[str]):
+        """Resubmit a request whose chain hit dead workers, dropping their units' DC, if allowed.
+
+        Returns (new chain, new drops) or None when a lost unit is not an identity block (its
+        DC drop would still need a device) or the drop set misses the accuracy threshold.
+        """
+        from adaptive_resnet.models.naming import Connection, DropPlan
+
+        first = next(k for k, (device, _, _) in enumerate(chain) if not self.alive[device])
+        lost = [u for device, units, _ in chain[first:] if not self.alive[device] for u in units]
+        profile = self.problem.profile
+        ends = (profile.unit_names[0], profile.unit_names[-1])  # the stem and the head cannot be dropped
+        already = {d.split(":")[0] for d in drops}
+        if any(u in ends or u in already or profile.kept_cost(u, Connection.DC) != (0, 0) for u in lost):
+            return None
+        new_drops = list(drops) + [f"{u}:DC" for u in lost]
+        plan = DropPlan.of(new_drops)
+        if not any(c.plan == plan for c in self.problem.candidates):
+            return None  # not allowed: below the threshold (or unknown to the accuracy source)
+        placement = {u: (device if self.alive[device] else None) for device, units, _ in chain[first:] for u in units}
+        source, previous = (x, None) if first == 0 else (chain[first - 1][2], chain[first - 1][0])
+        return self._submit(source, placement, new_drops, previous), new_drops
 
     def infer(self, images, plan_doc: dict, replan=None, max_attempts: int = 3) -> list[Outcome]:
         """Classify ``images`` (one request each) with ``plan_doc``'s requests, round-robin.
 
         ``replan(dead_devices)`` returns a new plan document for the survivors; without it a
-        request on a dead worker fails with an explicit error.
+        request on a dead worker fails with an explicit error (unless its shortcut completes it).
         """
         import ray
         from ray.exceptions import RayActorError, RayTaskError
@@ -114,21 +145,9 @@ class RayCluster:
         outcomes = [Outcome(i) for i in range(len(images))]
         pending = list(range(len(images)))
         attempt = 0
-        while pending and attempt < max_attempts:
-            attempt += 1
-            refs, started = {}, {}
-            for i in pending:
-                req = requests[i % len(requests)]
-                outcomes[i].predicted_latency_s = float(req.get("latency_s", 0.0))
-                outcomes[i].drops = list(req.get("drops", []))
-                outcomes[i].attempts = attempt
-                try:
-                    refs[i] = self._submit(images[i : i + 1], req["placement"], outcomes[i].drops)
-                    started[i] = time.perf_counter()
-                except UserInputError as exc:
-                    outcomes[i].error = str(exc)
-            failed: list[int] = []
-            waiting = dict(refs)
+
+        def gather(waiting: dict, started: dict) -> list[int]:
+            failed = []
             while waiting:
                 ready, _ = ray.wait(list(waiting.values()), num_returns=1)
                 i = next(k for k, v in waiting.items() if v == ready[0])
@@ -140,13 +159,42 @@ class RayCluster:
                 except (RayActorError, RayTaskError) as exc:
                     failed.append(i)
                     outcomes[i].error = f"worker failed: {type(exc).__name__}"
+            return failed
+
+        while pending and attempt < max_attempts:
+            attempt += 1
+            chains, started = {}, {}
+            for i in pending:
+                req = requests[i % len(requests)]
+                outcomes[i].predicted_latency_s = float(req.get("latency_s", 0.0))
+                outcomes[i].drops = list(req.get("drops", []))
+                outcomes[i].attempts = attempt
+                try:
+                    chains[i] = self._submit(images[i : i + 1], req["placement"], outcomes[i].drops)
+                    started[i] = time.perf_counter()
+                except UserInputError as exc:
+                    outcomes[i].error = str(exc)
+            failed = gather({i: chain[-1][2] for i, chain in chains.items()}, started)
             if not failed:
                 break
             dead = self._find_dead()
-            if replan is None or not dead:
-                break
             for name in dead:
                 self.alive[name] = False
+            if dead:  # first the shortcut, which needs no new plan
+                retry = {}
+                for i in failed:
+                    done = self._shortcut(images[i : i + 1], chains[i], outcomes[i].drops)
+                    if done is not None:
+                        chains[i], outcomes[i].drops = done
+                        outcomes[i].shortcut = True
+                        retry[i] = chains[i][-1][2]
+                failed = [i for i in failed if i not in retry] + gather(retry, started)
+                for i in failed:
+                    outcomes[i].shortcut = False
+            if not failed:
+                break
+            if replan is None or not dead:
+                break
             plan_doc = replan(sorted(n for n, ok in self.alive.items() if not ok))
             if plan_doc is None or not plan_doc.get("feasible", False):
                 for i in failed:
