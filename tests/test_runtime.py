@@ -186,3 +186,70 @@ def test_requests_in_flight_finish_through_the_shortcut_of_a_dead_worker(setup):
         assert outcome.logits is None and not outcome.shortcut and "worker failed" in outcome.error
     finally:
         cluster.shutdown()
+
+
+def test_serve_answers_images_over_http_and_refuses_bad_ones(setup, tmp_path):
+    import io
+    import json
+    import urllib.error
+    import urllib.request
+
+    from PIL import Image
+
+    from adaptive_resnet.data import ImageSet, batches
+    from adaptive_resnet.runtime.controller import Controller
+    from adaptive_resnet.runtime.server import Server, http_server
+
+    root, model, problem = setup
+    controller = Controller(problem.scenario, str(root / "ckpt.pt"), "fast", emulate_links=False)
+    server = Server(controller, step_s=0.3)
+    httpd = http_server(server, port=0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    def post(data: bytes, path: str = "/classify"):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url + path, data=data, method="POST"), timeout=120) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def png(array, mode=None):
+        buf = io.BytesIO()
+        Image.fromarray(array, mode).save(buf, format="PNG")
+        return buf.getvalue()
+
+    try:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+        answers = [None] * 3
+
+        def send(k):
+            answers[k] = post(png(images[k]))
+
+        senders = [threading.Thread(target=send, args=(k,)) for k in range(3)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        x, _ = next(batches(ImageSet(images, np.zeros(3, np.int64), []), 3))
+        for k, (status, doc) in enumerate(answers):
+            assert status == 200, doc
+            with torch.no_grad():
+                expected = int(model(x[k : k + 1], DropPlan.of(doc["drops"])).argmax(1)[0])
+            assert doc["class_index"] == expected and doc["latency_s"] > 0 and doc["shortcut"] is False
+        assert post(png(images[0][:8]))[0] == 400
+        assert "the model takes 16x16" in post(png(images[0][:8]))[1]["error"]
+        assert "mode L" in post(png(images[0][..., 0], "L"))[1]["error"]
+        assert "cannot decode" in post(b"not an image")[1]["error"]
+        assert post(b"", "/nowhere")[0] == 404
+        with urllib.request.urlopen(url + "/status", timeout=30) as r:
+            status = json.loads(r.read())
+        assert status["answered"] == 3 and status["failed"] == 0 and 1 <= status["steps"] <= 3
+        assert status["devices"] == {"a": "alive", "b": "alive", "c": "alive"}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        server.close()
+        controller.shutdown()

@@ -46,7 +46,8 @@ def run_cli(
     finally:
         controller.shutdown()
     measured, predicted = np.array(report.latencies_s), np.array(report.predicted_s)
-    typer.echo(f"sent {report.sent}, answered {report.answered}, failed {report.failed}, retried {report.retried}, plans {report.replans}")
+    typer.echo(f"sent {report.sent}, answered {report.answered}, failed {report.failed}, retried {report.retried}, "
+               f"completed through a shortcut {report.shortcut}, plans {report.replans}")
     if report.answered:
         typer.echo(f"accuracy {report.correct / report.answered:.4f}; latency per request measured {measured.mean():.3f} s, "
                    f"predicted {predicted.mean():.3f} s (ratio {measured.mean() / max(predicted.mean(), 1e-9):.2f})")

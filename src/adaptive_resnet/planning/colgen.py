@@ -58,7 +58,7 @@ def make_column(problem: Problem, c: int, devices: np.ndarray) -> Column:
 
 def hosting_capacity(problem: Problem) -> np.ndarray:
     """U[j, i]: an upper bound on how many requests can run unit j on device i (>= 1, or 0 if never)."""
-    U_units, N, R = len(problem.units), len(problem.devices), problem.requests
+    U_units, R = len(problem.units), problem.requests
     min_macs = np.full(U_units, np.inf)
     min_act = np.full(U_units, np.inf)
     for cand in problem.candidates:

@@ -23,6 +23,7 @@ class RunReport:
     answered: int = 0
     failed: int = 0
     retried: int = 0
+    shortcut: int = 0  # completed through a dead worker's shortcut, without a re-plan
     correct: int = 0
     latencies_s: list[float] = field(default_factory=list)
     predicted_s: list[float] = field(default_factory=list)
@@ -58,6 +59,7 @@ class Controller:
         self.problem = Problem(scenario, self.profile, self.table)
         self.cluster = RayCluster(self.problem, checkpoint, address=address, emulate_links=emulate_links)
         self._spent = np.zeros(len(scenario.devices))
+        self.replans = 0
 
     def plan(self, requests: int, rates_mbps: np.ndarray | None = None) -> dict:
         """Re-plan for this step with the given (or freshly drawn) rates and what is left of batteries."""
@@ -73,20 +75,29 @@ class Controller:
         self.cluster.problem = self.problem  # the emulated links follow the step's rates
         return solve(self.problem, self.solver).to_json(self.problem)
 
-    def step(self, images, labels, report: RunReport) -> list[Outcome]:
+    def serve_step(self, images) -> tuple[list[Outcome], dict]:
+        """One time step without labels: re-plan, run ``images`` through the cluster, account energy."""
         plan = self.plan(len(images))
-        report.replans += 1
+        self.replans += 1
 
         def replan(dead):
-            report.replans += 1
+            self.replans += 1
             from adaptive_resnet.runtime.cluster import plan_for
 
             return plan_for(self.problem, self.solver, dead)
 
         outcomes = self.cluster.infer(images, plan, replan=replan)
+        self._account()
+        return outcomes, plan
+
+    def step(self, images, labels, report: RunReport) -> list[Outcome]:
+        before = self.replans
+        outcomes, _ = self.serve_step(images)
+        report.replans += self.replans - before
         for o in outcomes:
             report.sent += 1
             report.retried += o.attempts > 1
+            report.shortcut += o.shortcut
             if o.logits is None:
                 report.failed += 1
                 continue
@@ -94,7 +105,6 @@ class Controller:
             report.correct += int(int(o.logits.argmax(1)[0]) == int(labels[o.index]))
             report.latencies_s.append(o.latency_s)
             report.predicted_s.append(o.predicted_latency_s)
-        self._account()
         report.energy_j = dict(zip(self.problem.devices, self._spent.tolist()))
         return outcomes
 

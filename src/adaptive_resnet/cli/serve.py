@@ -1,0 +1,44 @@
+"""``adaptive-resnet serve``: start the workers and the controller behind an HTTP endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from adaptive_resnet.cli.app import command
+
+
+@command("serve")
+def serve_cli(
+    scenario: Path = typer.Argument(..., help="Scenario YAML whose model matches the checkpoint."),
+    checkpoint: Path = typer.Option(..., help="Checkpoint written by `adaptive-resnet train`."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8080, help="0 picks a free port."),
+    step_s: float = typer.Option(0.2, help="Requests arriving within this window form one time step."),
+    solver: str = typer.Option("fast"),
+    emulate_links: bool = typer.Option(True, help="Wait size/rate on every hop (one machine standing for a network)."),
+    address: str = typer.Option(None, help="Ray address of an existing cluster (default: a local one)."),
+    classes: str = typer.Option(None, help="Comma-separated class names, to answer names as well as indices."),
+) -> None:
+    """Serve POST /classify (image bytes -> class) and GET /status until interrupted."""
+    from adaptive_resnet.runtime.controller import Controller
+    from adaptive_resnet.runtime.server import Server, http_server
+    from adaptive_resnet.system import load_scenario
+
+    sc = load_scenario(scenario)
+    controller = Controller(sc, str(checkpoint), solver, emulate_links, address)
+    server = Server(controller, step_s=step_s, classes=classes.split(",") if classes else None)
+    httpd = http_server(server, host, port)
+    typer.echo(f"serving {sc.model.arch} on {len(sc.devices)} workers at http://{host}:{httpd.server_address[1]} "
+               f"(POST /classify, GET /status); Ctrl-C stops", err=False)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+        server.close()
+        controller.shutdown()
+        status = server.status()
+        typer.echo(f"answered {status['answered']}, failed {status['failed']}, through a shortcut {status['shortcut']}, steps {status['steps']}")
