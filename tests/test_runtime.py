@@ -253,3 +253,29 @@ def test_serve_answers_images_over_http_and_refuses_bad_ones(setup, tmp_path):
         httpd.server_close()
         server.close()
         controller.shutdown()
+
+
+def test_controller_measures_device_speeds_from_what_workers_ran(setup):
+    from adaptive_resnet.runtime.controller import Controller, RunReport
+
+    root, _, problem = setup
+    controller = Controller(problem.scenario, str(root / "ckpt.pt"), "fast", emulate_links=False)
+    try:
+        assert controller.measure_speeds  # a real network (no emulation): measure by default
+        report = RunReport()
+        x, y = torch.randn(4, 3, 16, 16), torch.zeros(4, dtype=torch.long)
+        outcomes = controller.step(x, y, report)
+        stats = controller.cluster.stats()
+        # The workers' MAC counts are the cost model's for the drop sets that ran.
+        plan = controller.problem
+        expected = sum(next(c for c in plan.candidates if c.plan == DropPlan.of(o.drops)).macs.sum() for o in outcomes)
+        assert report.answered == 4 and sum(s["macs"] for s in stats.values()) == pytest.approx(expected)
+        measured = {name: s["macs"] / s["busy_s"] / 1e9 for name, s in stats.items() if s["busy_s"] > 0}
+        for name, speed in measured.items():
+            assert controller.speeds_gmacs[plan.devices.index(name)] == pytest.approx(speed)
+        controller.step(x, y, report)  # the next step plans with the measured speeds
+        used = controller.problem.speed_macs / 1e9
+        assert all(0 < s < 1000 for s in used[[plan.devices.index(n) for n in measured]])  # host speed, not the configured 1000
+        assert report.speeds_gmacs == dict(zip(plan.devices, used.tolist()))
+    finally:
+        controller.shutdown()

@@ -19,6 +19,8 @@ def run_cli(
     solver: str = typer.Option("fast"),
     emulate_links: bool = typer.Option(True, help="Wait size/rate on every hop (one machine standing for a network)."),
     address: str = typer.Option(None, help="Ray address of an existing cluster (default: a local one)."),
+    measure_speeds: bool = typer.Option(None, "--measure-speeds/--configured-speeds",
+                                        help="Plan with the compute speeds workers show (default: on without link emulation)."),
 ) -> None:
     """Send test images through Ray workers; print accuracy, latency measured vs predicted, energy."""
     import numpy as np
@@ -33,7 +35,7 @@ def run_cli(
     if data.images.shape[1:] != (sc.model.input_size, sc.model.input_size, 3):
         raise UserInputError(f"images are {data.images.shape[1:]} but the scenario's model takes "
                              f"{sc.model.input_size}x{sc.model.input_size}x3")
-    controller = Controller(sc, str(checkpoint), solver, emulate_links, address)
+    controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds)
     report = RunReport()
     try:
         from rich.progress import Progress
@@ -52,4 +54,6 @@ def run_cli(
         typer.echo(f"accuracy {report.correct / report.answered:.4f}; latency per request measured {measured.mean():.3f} s, "
                    f"predicted {predicted.mean():.3f} s (ratio {measured.mean() / max(predicted.mean(), 1e-9):.2f})")
     typer.echo("energy spent (J): " + ", ".join(f"{k} {v:.2f}" for k, v in report.energy_j.items()))
+    if controller.measure_speeds:
+        typer.echo("measured speeds (GMAC/s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.speeds_gmacs.items()))
 

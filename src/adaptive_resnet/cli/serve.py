@@ -19,6 +19,8 @@ def serve_cli(
     solver: str = typer.Option("fast"),
     emulate_links: bool = typer.Option(True, help="Wait size/rate on every hop (one machine standing for a network)."),
     address: str = typer.Option(None, help="Ray address of an existing cluster (default: a local one)."),
+    measure_speeds: bool = typer.Option(None, "--measure-speeds/--configured-speeds",
+                                        help="Plan with the compute speeds workers show (default: on without link emulation)."),
     classes: str = typer.Option(None, help="Comma-separated class names, to answer names as well as indices."),
 ) -> None:
     """Serve POST /classify (image bytes -> class) and GET /status until interrupted."""
@@ -27,7 +29,7 @@ def serve_cli(
     from adaptive_resnet.system import load_scenario
 
     sc = load_scenario(scenario)
-    controller = Controller(sc, str(checkpoint), solver, emulate_links, address)
+    controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds)
     server = Server(controller, step_s=step_s, classes=classes.split(",") if classes else None)
     httpd = http_server(server, host, port)
     typer.echo(f"serving {sc.model.arch} on {len(sc.devices)} workers at http://{host}:{httpd.server_address[1]} "

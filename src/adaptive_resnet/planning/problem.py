@@ -99,6 +99,7 @@ class Problem:
         requests: int | None = None,
         energy_j: np.ndarray | None = None,
         available: np.ndarray | None = None,
+        speeds_gmacs: np.ndarray | None = None,
     ) -> None:
         self.scenario = scenario
         m = scenario.model
@@ -111,7 +112,9 @@ class Problem:
         self.alpha, self.beta = scenario.alpha, scenario.beta
         self.threshold = scenario.accuracy_threshold
         self.shared_weights = scenario.memory_mode == "shared-weights"
-        self.speed_macs = np.array([d.speed_gmacs * 1e9 for d in scenario.devices])
+        configured_speed = np.array([d.speed_gmacs * 1e9 for d in scenario.devices])
+        # Measured speeds (the runtime's controller) replace the configured ones in Eq. 9.
+        self.speed_macs = configured_speed if speeds_gmacs is None else np.asarray(speeds_gmacs, float) * 1e9
         self.compute_limit_macs = np.array([d.compute_limit_gmac * 1e9 for d in scenario.devices])
         self.memory_limit_bytes = np.array([d.memory_mb * 1e6 for d in scenario.devices])
         self.energy_limit_j = np.array([d.energy_j for d in scenario.devices]) if energy_j is None else np.asarray(energy_j, float)
@@ -122,7 +125,8 @@ class Problem:
         self.compute_w, self.transmit_w = scenario.power.compute_w, scenario.power.transmit_w
         self.weight_bytes = np.array([u.weight_bytes for u in self.profile.units], float)
         # L_ref: the full network's compute time on the fastest device (Eq. 5's normalisation).
-        self.reference_latency_s = self.profile.total("macs") / self.speed_macs.max()
+        # L_ref stays on the configured speeds, so objectives of different steps compare.
+        self.reference_latency_s = self.profile.total("macs") / configured_speed.max()
         if self.table.arch and self.table.arch != self.profile.arch:
             raise UserInputError(f"accuracy source {self.table.name} is for {self.table.arch}, the scenario's model is {self.profile.arch}")
         self.candidates = self._candidates()

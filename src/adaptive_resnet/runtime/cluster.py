@@ -73,6 +73,12 @@ class RayCluster:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise UserInputError(f"cannot reach Ray at {address or 'a new local instance'}: {str(exc).splitlines()[0]}") from None
         resources = ray.cluster_resources()
+        # Each worker counts the multiplications it runs from the profile's numbers (the one
+        # cost model), so the controller can measure every device's speed.
+        from adaptive_resnet.models.naming import Connection
+
+        unit_macs = {u.name: {"full": u.macs, **{c.value: problem.profile.kept_cost(u.name, c)[0] for c in Connection}}
+                     for u in problem.profile.units}
         self.actors = {}
         remote = ray.remote(DeviceWorker)
         for name in problem.devices:
@@ -80,7 +86,7 @@ class RayCluster:
             options = {"num_cpus": 0, "max_restarts": 0, "max_concurrency": 4}
             if f"device:{name}" in resources:
                 options["resources"] = {f"device:{name}": 1}
-            self.actors[name] = remote.options(**options).remote(name, checkpoint, threads_per_worker)
+            self.actors[name] = remote.options(**options).remote(name, checkpoint, threads_per_worker, unit_macs)
         ray.get([a.ping.remote() for a in self.actors.values()])  # fail here, not mid-request
         self.alive = {name: True for name in problem.devices}
 
@@ -232,5 +238,6 @@ def plan_for(problem, solver: str = "fast", dead: list[str] | None = None) -> di
     if dead:
         available = np.array([name not in dead for name in problem.devices])
         problem = Problem(problem.scenario, problem.profile, problem.table, rates_mbps=problem.rate_bps / 1e6,
-                          requests=problem.requests, energy_j=problem.energy_limit_j, available=available & problem.available)
+                          requests=problem.requests, energy_j=problem.energy_limit_j, available=available & problem.available,
+                          speeds_gmacs=problem.speed_macs / 1e9)
     return solve(problem, solver).to_json(problem)

@@ -28,6 +28,7 @@ class RunReport:
     latencies_s: list[float] = field(default_factory=list)
     predicted_s: list[float] = field(default_factory=list)
     energy_j: dict[str, float] = field(default_factory=dict)
+    speeds_gmacs: dict[str, float] = field(default_factory=dict)  # what the planner used last
     replans: int = 0
 
 
@@ -44,7 +45,8 @@ def check_checkpoint_matches(scenario, checkpoint: str) -> None:
 
 
 class Controller:
-    def __init__(self, scenario, checkpoint: str, solver: str = "fast", emulate_links: bool = True, address: str | None = None, seed: int = 0):
+    def __init__(self, scenario, checkpoint: str, solver: str = "fast", emulate_links: bool = True, address: str | None = None, seed: int = 0,
+                 measure_speeds: bool | None = None):
         from adaptive_resnet.accuracy import AccuracyTable
         from adaptive_resnet.planning import Problem
         from adaptive_resnet.profile import profile_model
@@ -60,6 +62,12 @@ class Controller:
         self.cluster = RayCluster(self.problem, checkpoint, address=address, emulate_links=emulate_links)
         self._spent = np.zeros(len(scenario.devices))
         self.replans = 0
+        # Measured compute speeds replace the configured ones on a real cluster; under link
+        # emulation the host's speed is not the emulated device's, so the default follows it.
+        self.measure_speeds = (not emulate_links) if measure_speeds is None else measure_speeds
+        self.speeds_gmacs = np.array([d.speed_gmacs for d in scenario.devices], float)
+        self._seen = {name: (0.0, 0.0) for name in scenario.device_names}  # (busy_s, macs) so far
+        self._steps_measured = np.zeros(len(scenario.devices), int)
 
     def plan(self, requests: int, rates_mbps: np.ndarray | None = None) -> dict:
         """Re-plan for this step with the given (or freshly drawn) rates and what is left of batteries."""
@@ -71,7 +79,8 @@ class Controller:
             rates_mbps = np.triu(draws, 1) + np.triu(draws, 1).T
         alive = np.array([self.cluster.alive[d] for d in self.problem.devices])
         self.problem = Problem(self.scenario, self.profile, self.table, rates_mbps=rates_mbps, requests=requests,
-                               energy_j=np.maximum(self.battery - self._spent, 0.0), available=alive)
+                               energy_j=np.maximum(self.battery - self._spent, 0.0), available=alive,
+                               speeds_gmacs=self.speeds_gmacs if self.measure_speeds else None)
         self.cluster.problem = self.problem  # the emulated links follow the step's rates
         return solve(self.problem, self.solver).to_json(self.problem)
 
@@ -106,13 +115,22 @@ class Controller:
             report.latencies_s.append(o.latency_s)
             report.predicted_s.append(o.predicted_latency_s)
         report.energy_j = dict(zip(self.problem.devices, self._spent.tolist()))
+        report.speeds_gmacs = dict(zip(self.problem.devices, (self.problem.speed_macs / 1e9).tolist()))
         return outcomes
 
     def _account(self) -> None:
+        """Energy spent per device, and (when measuring) each device's speed over the last step."""
         p = self.problem
         for name, s in self.cluster.stats().items():
             i = p.devices.index(name)
             self._spent[i] = s["busy_s"] * p.compute_w + s["transfer_s"] * p.transmit_w  # receiver-side time as link time
+            busy, macs = s["busy_s"] - self._seen[name][0], s["macs"] - self._seen[name][1]
+            self._seen[name] = (s["busy_s"], s["macs"])
+            if self.measure_speeds and busy > 1e-4 and macs > 0:
+                # An average over steps damps one slow step (a cold cache, a busy host).
+                measured = macs / busy / 1e9
+                self.speeds_gmacs[i] = measured if self._steps_measured[i] == 0 else 0.5 * (self.speeds_gmacs[i] + measured)
+                self._steps_measured[i] += 1
 
     def shutdown(self) -> None:
         self.cluster.shutdown()

@@ -15,7 +15,7 @@ from adaptive_resnet.models.naming import DropPlan
 
 
 class DeviceWorker:
-    def __init__(self, device: str, checkpoint: str | Path, threads: int = 1) -> None:
+    def __init__(self, device: str, checkpoint: str | Path, threads: int = 1, unit_macs: dict | None = None) -> None:
         import torch
 
         from adaptive_resnet.train import TrainConfig, build_model, load_checkpoint
@@ -30,6 +30,8 @@ class DeviceWorker:
         self.loaded: set[str] = set()
         self.busy_s = 0.0  # compute time, for energy accounting
         self.transfer_s = 0.0  # emulated inbound transfer time
+        self.unit_macs = unit_macs or {}  # unit -> {"full" | "DC" | "SC": MACs per image}, from the profile
+        self.macs_done = 0.0
 
     def load(self, units: list[str]) -> list[str]:
         """Load the weights of ``units`` (only theirs) into the skeleton."""
@@ -53,14 +55,19 @@ class DeviceWorker:
             time.sleep(delay)
             self.transfer_s += delay
         self.load(units)
+        plan = DropPlan.of(drops)
         t0 = time.perf_counter()
         with torch.no_grad():
-            out = self.model.run_units(units, x, DropPlan.of(drops))
+            out = self.model.run_units(units, x, plan)
         self.busy_s += time.perf_counter() - t0
+        for unit in units:
+            dropped = plan.dropped(unit)
+            self.macs_done += self.unit_macs.get(unit, {}).get(dropped.value if dropped else "full", 0) * x.shape[0]
         return out
 
     def stats(self) -> dict:
-        return {"device": self.device, "busy_s": self.busy_s, "transfer_s": self.transfer_s, "loaded": sorted(self.loaded)}
+        return {"device": self.device, "busy_s": self.busy_s, "transfer_s": self.transfer_s, "macs": self.macs_done,
+                "loaded": sorted(self.loaded)}
 
     def ping(self) -> str:
         return self.device
