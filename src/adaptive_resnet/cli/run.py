@@ -21,6 +21,8 @@ def run_cli(
     address: str = typer.Option(None, help="Ray address of an existing cluster (default: a local one)."),
     measure_speeds: bool = typer.Option(None, "--measure-speeds/--configured-speeds",
                                         help="Plan with the compute speeds workers show (default: on without link emulation)."),
+    probe_rates: bool = typer.Option(None, "--probe-rates/--configured-rates",
+                                     help="Measure rates between workers on different nodes each step (default: on without link emulation)."),
 ) -> None:
     """Send test images through Ray workers; print accuracy, latency measured vs predicted, energy."""
     import numpy as np
@@ -35,7 +37,7 @@ def run_cli(
     if data.images.shape[1:] != (sc.model.input_size, sc.model.input_size, 3):
         raise UserInputError(f"images are {data.images.shape[1:]} but the scenario's model takes "
                              f"{sc.model.input_size}x{sc.model.input_size}x3")
-    controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds)
+    controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates)
     report = RunReport()
     try:
         from rich.progress import Progress

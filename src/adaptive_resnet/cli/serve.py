@@ -21,6 +21,8 @@ def serve_cli(
     address: str = typer.Option(None, help="Ray address of an existing cluster (default: a local one)."),
     measure_speeds: bool = typer.Option(None, "--measure-speeds/--configured-speeds",
                                         help="Plan with the compute speeds workers show (default: on without link emulation)."),
+    probe_rates: bool = typer.Option(None, "--probe-rates/--configured-rates",
+                                     help="Measure rates between workers on different nodes each step (default: on without link emulation)."),
     classes: str = typer.Option(None, help="Comma-separated class names, to answer names as well as indices."),
 ) -> None:
     """Serve POST /classify (image bytes -> class) and GET /status until interrupted."""
@@ -29,7 +31,7 @@ def serve_cli(
     from adaptive_resnet.system import load_scenario
 
     sc = load_scenario(scenario)
-    controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds)
+    controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates)
     server = Server(controller, step_s=step_s, classes=classes.split(",") if classes else None)
     httpd = http_server(server, host, port)
     typer.echo(f"serving {sc.model.arch} on {len(sc.devices)} workers at http://{host}:{httpd.server_address[1]} "

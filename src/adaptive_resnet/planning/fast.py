@@ -54,10 +54,15 @@ class Residual:
         self.hosted |= new_hosts
 
 
-def route_within(problem: Problem, residual: Residual, c: int) -> tuple[float, np.ndarray] | None:
-    """The best route for drop set ``c`` that fits ``residual`` (as far as the heuristic finds)."""
+def route_within(problem: Problem, residual: Residual, c: int,
+                 shortest: tuple[float, np.ndarray] | None = None) -> tuple[float, np.ndarray] | None:
+    """The best route for drop set ``c`` that fits ``residual`` (as far as the heuristic finds).
+
+    ``shortest`` is ``c``'s capacity-free route when the caller has it already (it never changes
+    within a time step).
+    """
     cand = problem.candidates[c]
-    latency, devices = shortest_route(problem, cand)
+    latency, devices = shortest if shortest is not None else shortest_route(problem, cand)
     if np.isfinite(latency) and (residual.overflow(c, devices) <= 1e-9).all():
         return latency, devices
     return capacity_route(problem, cand, residual.memory, residual.compute, residual.energy, residual.hosted,
@@ -65,7 +70,7 @@ def route_within(problem: Problem, residual: Residual, c: int) -> tuple[float, n
 
 
 def place_request(problem: Problem, residual: Residual, order: list[int], bounds: list[float],
-                  extra_tries: int = 2) -> tuple[int, np.ndarray] | None:
+                  extra_tries: int = 2, shortest: list | None = None) -> tuple[int, np.ndarray] | None:
     """The drop set and route with the lowest objective that fit ``residual``, or None.
 
     Drop sets are tried in order of their capacity-free bound; the search stops once that bound
@@ -78,7 +83,7 @@ def place_request(problem: Problem, residual: Residual, order: list[int], bounds
             break
         if best is not None:
             tries_left -= 1
-        found = route_within(problem, residual, c)
+        found = route_within(problem, residual, c, None if shortest is None else shortest[c])
         if found is not None:
             objective = problem.objective(found[0], problem.candidates[c].accuracy)
             if best is None or objective < best[0]:
@@ -92,6 +97,7 @@ def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time
     unconstrained = best_unconstrained(problem)
     order = sorted(range(len(problem.candidates)), key=lambda c: unconstrained[c][0])
     bounds = [u[0] for u in unconstrained]
+    shortest = [(u[1], u[2]) for u in unconstrained]
     current = problem.evaluate(requests)
     for _ in range(passes):
         changed = False
@@ -102,7 +108,7 @@ def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time
             for other, req in enumerate(requests):
                 if other != r:
                     residual.take(req.candidate, req.devices)
-            placed = place_request(problem, residual, order, bounds, extra_tries=len(order))
+            placed = place_request(problem, residual, order, bounds, extra_tries=len(order), shortest=shortest)
             if placed is None:
                 continue
             trial = requests[:r] + [RequestPlan(*placed)] + requests[r + 1 :]
@@ -121,8 +127,16 @@ def solve_fast(problem: Problem, extra_tries: int = 2, **_: object) -> Solution:
     residual = Residual(problem)
     requests, unplaced = [], 0
     bounds = [u[0] for u in unconstrained]
+    shortest = [(u[1], u[2]) for u in unconstrained]
+    previous = None
     for _ in range(problem.requests):
-        placed = place_request(problem, residual, order, bounds, extra_tries)
+        # Requests are alike: the last request's choice is kept while it still fits, which
+        # saves a search per request (the search runs again when it no longer fits).
+        if previous is not None and (residual.overflow(*previous) <= 1e-9).all():
+            placed = previous
+        else:
+            placed = place_request(problem, residual, order, bounds, extra_tries, shortest)
+            previous = placed
         if placed is None:
             # Nothing fits: serve it the unconstrained best and let evaluation name the violation.
             unplaced += 1

@@ -224,6 +224,28 @@ class RayCluster:
                 dead.append(name)
         return dead
 
+    def probe_rates(self, nbytes: int = 1 << 18) -> dict[tuple[str, str], float]:
+        """Measured Mb/s between live workers on different nodes, one pair at a time.
+
+        The object is made on the sender's node and fetched by the receiver; it is over Ray's
+        100 KB inlining limit, so it crosses the network as activations of that size do. Pairs
+        on one node share memory, not a link, and are not probed.
+        """
+        import ray
+
+        live = {n: a for n, a in self.actors.items() if self.alive[n]}
+        nodes = dict(zip(live, ray.get([a.node_id.remote() for a in live.values()]), strict=True))
+        rates = {}
+        for src, sender in live.items():
+            for dst, receiver in live.items():
+                if src == dst or nodes[src] == nodes[dst]:
+                    continue
+                ref = sender.blob.remote(nbytes)
+                ray.wait([ref], fetch_local=False)  # made, but not pulled to the driver's node
+                seconds = ray.get(receiver.fetch_s.remote([ref]))
+                rates[(src, dst)] = nbytes * 8 / max(seconds, 1e-6) / 1e6
+        return rates
+
     def stats(self) -> dict:
         import ray
 

@@ -46,7 +46,7 @@ def check_checkpoint_matches(scenario, checkpoint: str) -> None:
 
 class Controller:
     def __init__(self, scenario, checkpoint: str, solver: str = "fast", emulate_links: bool = True, address: str | None = None, seed: int = 0,
-                 measure_speeds: bool | None = None):
+                 measure_speeds: bool | None = None, probe_rates: bool | None = None):
         from adaptive_resnet.accuracy import AccuracyTable
         from adaptive_resnet.planning import Problem
         from adaptive_resnet.profile import profile_model
@@ -66,6 +66,10 @@ class Controller:
         # emulation the host's speed is not the emulated device's, so the default follows it.
         self.measure_speeds = (not emulate_links) if measure_speeds is None else measure_speeds
         self.speeds_gmacs = np.array([d.speed_gmacs for d in scenario.devices], float)
+        # Link rates: probed between workers on different nodes each step on a real network;
+        # under emulation they are the scenario's (drawn per step, or its trace).
+        self.probe_rates = (not emulate_links) if probe_rates is None else probe_rates
+        self.measured_rates: dict[tuple[str, str], float] = {}
         self._seen = {name: (0.0, 0.0) for name in scenario.device_names}  # (busy_s, macs) so far
         self._steps_measured = np.zeros(len(scenario.devices), int)
 
@@ -73,6 +77,13 @@ class Controller:
         """Re-plan for this step with the given (or freshly drawn) rates and what is left of batteries."""
         from adaptive_resnet.planning import Problem, solve
 
+        if rates_mbps is None and self.probe_rates:
+            self.measured_rates = self.cluster.probe_rates()
+            if self.measured_rates:
+                rates_mbps = self.problem.rate_bps / 1e6
+                names = self.problem.devices
+                for (src, dst), mbps in self.measured_rates.items():
+                    rates_mbps[names.index(src), names.index(dst)] = mbps
         if rates_mbps is None and self.scenario.rates_mbps.range is not None:
             lo, hi = self.scenario.rates_mbps.range
             draws = self.rng.uniform(lo, hi, (len(self.battery),) * 2)

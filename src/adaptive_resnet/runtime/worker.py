@@ -71,3 +71,23 @@ class DeviceWorker:
 
     def ping(self) -> str:
         return self.device
+
+    # -- link probes: an object made on one worker's node, fetched and timed on another's ------
+
+    def blob(self, nbytes: int):
+        import numpy as np
+
+        return np.zeros(nbytes, np.uint8)
+
+    def fetch_s(self, refs: list) -> float:
+        """Seconds to fetch ``refs[0]`` (wrapped in a list, so Ray does not fetch it before the call)."""
+        import ray
+
+        t0 = time.perf_counter()
+        ray.get(refs[0])
+        return time.perf_counter() - t0
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
