@@ -46,6 +46,7 @@ class ColumnGenerationResult:
     columns: list[Column]
     rounds: int
     lp_value: float  # last master LP value (an upper estimate of the LP bound)
+    lp_counts: np.ndarray | None = None  # n_p of the last master LP, per column
 
 
 def make_column(problem: Problem, c: int, devices: np.ndarray) -> Column:
@@ -186,12 +187,13 @@ def column_generation(problem: Problem, seed: list[tuple[int, np.ndarray]], time
     for c, devices in seed:
         add(make_column(problem, c, devices))
     order = [int(c) for c in np.argsort(floors) if np.isfinite(floors[c])]
-    best_bound, lp_value, rounds = -np.inf, np.inf, 0
+    best_bound, lp_value, rounds, counts = -np.inf, np.inf, 0, None
     while time.perf_counter() - t0 < time_budget_s:
         rounds += 1
-        lp_value, lam, mu, _ = _master_lp(problem, columns, U)
+        lp_value, lam, mu, x = _master_lp(problem, columns, U)
         if lam is None:
             break
+        counts = x[: len(columns)]
         priced_min, col = _prices_value(problem, lam, mu, np.inf, order, floors)
         if col is None:
             best_bound = np.inf  # no request fits the devices at all
@@ -199,7 +201,9 @@ def column_generation(problem: Problem, seed: list[tuple[int, np.ndarray]], time
         best_bound = max(best_bound, lagrangian_value(problem, priced_min, lam, mu, U))
         if best_bound >= lp_value - 1e-9 * max(1.0, abs(lp_value)) or not add(col):
             break  # converged: the LP bound is reached or the best column is already in
-    return ColumnGenerationResult(best_bound, columns, rounds, lp_value)
+    if counts is not None and len(counts) < len(columns):  # the last column came after the LP
+        counts = np.append(counts, np.zeros(len(columns) - len(counts)))
+    return ColumnGenerationResult(best_bound, columns, rounds, lp_value, counts)
 
 
 def restricted_master_plan(problem: Problem, columns: list[Column], time_limit_s: float) -> list[RequestPlan] | None:
