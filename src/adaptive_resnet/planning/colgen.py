@@ -104,13 +104,16 @@ def _prices_value(problem: Problem, lam: np.ndarray, mu: np.ndarray | None, cuto
     return best, best_col
 
 
-def _master_lp(problem: Problem, columns: list[Column], U: np.ndarray):
-    """Solve the master LP; returns (value, lam (3, N) >= 0, mu (units, N) >= 0 or None, x)."""
-    from scipy.optimize import linprog
+def _master_rows(problem: Problem, columns: list[Column], link: np.ndarray, extra_cols: int = 0):
+    """The master's inequality rows: per device compute, memory (activations + hosted weights)
+    and energy, then one linking row per (unit, device) pair, ``uses <= link[j, i] * h``.
+
+    Variables: one n_p per column, one h per pair, then ``extra_cols`` more (zero here).
+    Returns (A_ub, b_ub, pairs) with pairs the flat indices unit * N + device of the h's.
+    """
     from scipy.sparse import coo_matrix
 
-    R, N = problem.requests, len(problem.devices)
-    P = len(columns)
+    N, P = len(problem.devices), len(columns)
     caps = np.concatenate([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
     pairs = sorted({int(q) for col in columns for q in col.pairs}) if problem.shared_weights else []
     pair_row = {q: k for k, q in enumerate(pairs)}
@@ -128,15 +131,25 @@ def _master_lp(problem: Problem, columns: list[Column], U: np.ndarray):
             rows += (3 * N + nzp).tolist()
             cols += [p] * len(nzp)
             vals += counts[nzp].astype(float).tolist()
-    for k, q in enumerate(pairs):  # weights on the memory rows, and -U h on the linking rows
+    for k, q in enumerate(pairs):  # weights on the memory rows, and -link * h on the linking rows
         j, i = divmod(q, N)
         rows += [N + i, 3 * N + k]
         cols += [P + k, P + k]
-        vals += [problem.weight_bytes[j], -U[j, i]]
+        vals += [problem.weight_bytes[j], -float(link[j, i])]
+    A = coo_matrix((vals, (rows, cols)), shape=(3 * N + H, P + H + extra_cols)).tocsr()
+    return A, np.concatenate([caps, np.zeros(H)]), pairs
+
+
+def _master_lp(problem: Problem, columns: list[Column], U: np.ndarray):
+    """Solve the master LP; returns (value, lam (3, N) >= 0, mu (units, N) >= 0 or None, x)."""
+    from scipy.optimize import linprog
+
+    R, N = problem.requests, len(problem.devices)
+    P = len(columns)
+    A_ub, b_ub, pairs = _master_rows(problem, columns, U, extra_cols=1)
+    H = len(pairs)
     # The artificial variable keeps the master feasible before real columns cover R requests.
     big = 10.0 * max(col.cost for col in columns) + 10.0
-    A_ub = coo_matrix((vals, (rows, cols)), shape=(3 * N + H, P + H + 1)).tocsr()
-    b_ub = np.concatenate([caps, np.zeros(H)])
     A_eq = np.zeros((1, P + H + 1))
     A_eq[0, :P] = 1.0
     A_eq[0, -1] = 1.0
@@ -209,39 +222,18 @@ def column_generation(problem: Problem, seed: list[tuple[int, np.ndarray]], time
 def restricted_master_plan(problem: Problem, columns: list[Column], time_limit_s: float) -> list[RequestPlan] | None:
     """The best plan using only ``columns``: the master with integer n_p and binary h (HiGHS)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
-    from scipy.sparse import coo_matrix
 
     R, N = problem.requests, len(problem.devices)
     P = len(columns)
-    caps = np.concatenate([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
-    pairs = sorted({int(q) for col in columns for q in col.pairs}) if problem.shared_weights else []
-    pair_row = {q: k for k, q in enumerate(pairs)}
+    # Binary h: u <= R * h is exact (a device hosting a unit serves at most all R requests).
+    A, b_ub, pairs = _master_rows(problem, columns, np.full((len(problem.units), N), float(R)))
     H = len(pairs)
-    rows, cols, vals = [], [], []
-    for p, col in enumerate(columns):
-        usage = col.usage.ravel()
-        nz = np.flatnonzero(usage)
-        rows += nz.tolist()
-        cols += [p] * len(nz)
-        vals += usage[nz].tolist()
-        if H:
-            counts = np.bincount([pair_row[int(q)] for q in col.pairs], minlength=H)
-            nzp = np.flatnonzero(counts)
-            rows += (3 * N + nzp).tolist()
-            cols += [p] * len(nzp)
-            vals += counts[nzp].astype(float).tolist()
-    for k, q in enumerate(pairs):
-        j, i = divmod(q, N)
-        rows += [N + i, 3 * N + k]
-        cols += [P + k, P + k]
-        vals += [problem.weight_bytes[j], -float(R)]
-    A = coo_matrix((vals, (rows, cols)), shape=(3 * N + H, P + H)).tocsr()
     count = np.zeros((1, P + H))
     count[0, :P] = 1.0
     res = milp(
         c=np.concatenate([[col.cost / R for col in columns], np.zeros(H)]),
         integrality=np.ones(P + H), bounds=Bounds(0, np.concatenate([np.full(P, R), np.ones(H)])),
-        constraints=[LinearConstraint(A, -np.inf, np.concatenate([caps, np.zeros(H)])), LinearConstraint(count, R, R)],
+        constraints=[LinearConstraint(A, -np.inf, b_ub), LinearConstraint(count, R, R)],
         options={"time_limit": max(time_limit_s, 0.01), "disp": False},
     )
     if res.x is None:
