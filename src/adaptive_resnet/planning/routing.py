@@ -94,25 +94,29 @@ def segment_route(
     cum_energy = np.vstack([np.zeros(N), np.cumsum(compute_t, 0)]) * problem.compute_w
     banned = ~problem.available[None, :] if allowed is None else ~(allowed & problem.available[None, :])
     cum_banned = np.vstack([np.zeros(N), np.cumsum(np.broadcast_to(banned, (L, N)), 0)])
+    # Every segment [a, b) on every device at once, (L+1, L+1, N): which fit, and their cost.
+    # (Infinite where b <= a.) The DP below then only does the min-plus over segment ends.
+    tol = 1 + 1e-9
+    fits = ((cum_macs[None, :] - cum_macs[:, None])[:, :, None] <= compute_left[None, None, :] * tol) \
+        & (cum_mem[None, :, :] - cum_mem[:, None, :] <= memory_left[None, None, :] * tol) \
+        & (cum_energy[None, :, :] - cum_energy[:, None, :] <= energy_left[None, None, :] * tol) \
+        & (cum_banned[None, :, :] - cum_banned[:, None, :] == 0)
+    fits &= np.triu(np.ones((L + 1, L + 1), bool), 1)[:, :, None]
+    seg_cost = np.where(fits, cum_t[None, :, :] - cum_t[:, None, :], np.inf)  # [a, b, k]
     best = np.full((L + 1, N), np.inf)
     enter = np.full((L + 1, N), np.inf)  # cost to start a segment at unit a on device k
     enter[0] = 0.0
     enter_from = np.zeros((L + 1, N), int)
     seg_start = np.zeros((L + 1, N), int)
+    columns = np.arange(N)
     for b in range(1, L + 1):
-        a = np.arange(b)
-        seg_t = cum_t[b][None, :] - cum_t[a]
-        fits = ((cum_macs[b] - cum_macs[a])[:, None] <= compute_left[None, :] * (1 + 1e-9)) \
-            & (cum_mem[b][None, :] - cum_mem[a] <= memory_left[None, :] * (1 + 1e-9)) \
-            & (cum_energy[b][None, :] - cum_energy[a] <= energy_left[None, :] * (1 + 1e-9)) \
-            & (cum_banned[b][None, :] - cum_banned[a] == 0)
-        total = np.where(fits, enter[a] + seg_t, np.inf)
+        total = enter[:b] + seg_cost[:b, b]
         seg_start[b] = total.argmin(0)
-        best[b] = total[seg_start[b], np.arange(N)]
+        best[b] = total[seg_start[b], columns]
         if b < L:
             via = best[b][:, None] + transfer[b - 1]  # from device i (ending at b-1) to k
             enter_from[b] = via.argmin(0)
-            enter[b] = via[enter_from[b], np.arange(N)]
+            enter[b] = via[enter_from[b], columns]
     end = int(best[L].argmin())
     if not np.isfinite(best[L, end]):
         return float("inf"), np.zeros(L, int)
