@@ -1,6 +1,6 @@
 """Monolithic vs distributed inference on one machine (no link emulation), side by side.
 
-    .venv/bin/python benchmarks/runtime.py [--requests 16] [--cifar-checkpoint results/cifar-r50w16/model.pt]
+    .venv/bin/python benchmarks/runtime.py [--requests 16] [--cifar-checkpoint results/cifar-r50w16/model.pt] [--compiled]
 
 For ResNet-50 at 224x224 (random weights: timing does not depend on them) and, when given, the
 committed CIFAR checkpoint, with 2 and 4 workers each running a contiguous share of the units:
@@ -25,7 +25,7 @@ def split_plan(units: list[str], devices: list[str]) -> dict:
     return {"feasible": True, "requests": [{"placement": placement}]}
 
 
-def measure(name: str, checkpoint: Path, size: int, requests: int) -> list[tuple]:
+def measure(name: str, checkpoint: Path, size: int, requests: int, compiled: bool = False) -> list[tuple]:
     import ray
 
     from adaptive_resnet.planning import Problem
@@ -63,23 +63,72 @@ def measure(name: str, checkpoint: Path, size: int, requests: int) -> list[tuple
         throughput = requests / (time.perf_counter() - t0)
         cluster.shutdown()
         rows.append((name, f"{workers} workers", workers, latency, throughput))
+        if compiled and workers <= 2:  # more polling actors than cores stalls (seen: 4 on 2 cores ran > 10 min)
+            rows.append((name, f"{workers} compiled", workers, *compiled_chain(checkpoint, cluster.problem.units, workers, x)))
     ray.shutdown()
     return rows
+
+
+def compiled_chain(checkpoint: Path, units: list[str], workers: int, x: torch.Tensor) -> tuple[float, float]:
+    """The same split as a Ray Compiled Graph (steady state only: a fixed plan, no failures).
+
+    Compiled actors busy-poll their channels, so on a machine with fewer cores than actors
+    they take compute from each other; this is why the runtime does not use them by default.
+    """
+    import ray
+    from ray.dag import InputNode
+
+    from adaptive_resnet.runtime.worker import DeviceWorker
+
+    @ray.remote(num_cpus=0)
+    class Stage:
+        def __init__(self, stage_units: list[str]) -> None:
+            self.worker = DeviceWorker("stage", str(checkpoint), 1)
+            self.units = stage_units
+            self.worker.load(stage_units)
+
+        def run(self, h):
+            return self.worker.run(h, self.units, [])
+
+    shares = [units[len(units) * i // workers : len(units) * (i + 1) // workers] for i in range(workers)]
+    stages = [Stage.remote(share) for share in shares]
+    with InputNode() as node:
+        dag = node
+        for stage in stages:
+            dag = stage.run.bind(dag)
+    graph = dag.experimental_compile()
+    try:
+        for _ in range(2):
+            ray.get(graph.execute(x[:1]))
+        t0 = time.perf_counter()
+        for _ in range(3):
+            ray.get(graph.execute(x[:1]))
+        latency = (time.perf_counter() - t0) / 3
+        t0 = time.perf_counter()
+        for i in range(len(x)):
+            ray.get(graph.execute(x[i : i + 1]))
+        throughput = len(x) / (time.perf_counter() - t0)
+    finally:
+        graph.teardown()
+        for stage in stages:
+            ray.kill(stage)
+    return latency, throughput
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--cifar-checkpoint", default=None)
+    parser.add_argument("--compiled", action="store_true", help="Also time the split as a Ray Compiled Graph.")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(data=".", arch="resnet50", stem="imagenet", base_channels=64, num_classes=1000)
         path = Path(tmp) / "r50.pt"
         torch.save({"model": build_model(config).state_dict(), "config": config.model_dump()}, path)
-        rows += measure("resnet50@224", path, 224, args.requests)
+        rows += measure("resnet50@224", path, 224, args.requests, args.compiled)
     if args.cifar_checkpoint:
-        rows += measure("cifar-r50w16@32", Path(args.cifar_checkpoint), 32, args.requests)
+        rows += measure("cifar-r50w16@32", Path(args.cifar_checkpoint), 32, args.requests, args.compiled)
     print(f"{'model':<16} {'setup':<11} {'latency_ms':>10} {'vs mono':>8} {'req/s':>8} {'vs mono':>8}")
     for name, setup, _, latency, throughput in rows:
         mono = next(r for r in rows if r[0] == name and r[1] == "monolithic")
