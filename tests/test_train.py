@@ -95,8 +95,16 @@ def test_warm_restart_starts_from_the_checkpoint_weights(tiny_config, tmp_path):
     trained = load_checkpoint(first["checkpoint"])["model"]
     assert all(torch.equal(start[k], trained[k]) for k in trained)
     train(restart, tmp_path / "second", progress=False)
-    _, config = model_from_checkpoint(tmp_path / "second" / "last.pt")  # loads without the first run
+    (tmp_path / "first" / "last.pt").unlink()  # a checkpoint is used where its start file is not
+    model, config = model_from_checkpoint(tmp_path / "second" / "last.pt")
     assert config.init_from == first["checkpoint"]
+    from adaptive_resnet.runtime.worker import DeviceWorker
+
+    worker = DeviceWorker("d", tmp_path / "second" / "last.pt")
+    x = torch.randn(2, 3, 16, 16)
+    worker.load(model.unit_names)
+    with torch.no_grad():
+        assert torch.allclose(worker.run(x, model.unit_names, []), model(x), atol=1e-6)
 
 
 def test_warm_restart_from_another_model_is_refused(tiny_config, tmp_path):

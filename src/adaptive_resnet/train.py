@@ -57,19 +57,21 @@ class TrainConfig(BaseModel):
     cache_dir: str = "runs/cache"
 
 
-def build_model(config: TrainConfig) -> DroppableResNet:  # noqa: F821
-    """The model a config describes, with pretrained weights loaded when given."""
+def build_model(config: TrainConfig, initial_weights: bool = True) -> DroppableResNet:  # noqa: F821
+    """The model a config describes, with its starting weights (``pretrained`` or ``init_from``)
+    loaded when given and ``initial_weights``; without, the skeleton a checkpoint loads into
+    (the files a run started from need not exist where its checkpoint is used)."""
     from torch import nn
 
     from adaptive_resnet.models import DroppableResNet, load_weights
 
-    if config.pretrained:
+    if config.pretrained and initial_weights:
         model = DroppableResNet(config.arch, 1000, config.stem, config.base_channels)
         load_weights(model, config.pretrained)
         model.fc = nn.Linear(model.fc.in_features, config.num_classes)
     else:
         model = DroppableResNet(config.arch, config.num_classes, config.stem, config.base_channels)
-        if config.init_from:
+        if config.init_from and initial_weights:
             load_weights(model, config.init_from)
     model.set_drop_path(config.drop_path_rate, config.drop_path_schedule)
     return model
@@ -120,7 +122,7 @@ def model_from_checkpoint(path: str | Path) -> tuple[DroppableResNet, TrainConfi
 
     ckpt = load_checkpoint(path)
     config = TrainConfig(**ckpt["config"])
-    model = build_model(config.model_copy(update={"pretrained": None, "init_from": None}))
+    model = build_model(config, initial_weights=False)
     load_weights(model, path)
     return model.eval(), config
 

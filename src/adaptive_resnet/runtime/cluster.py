@@ -123,7 +123,9 @@ class RayCluster:
         """
         from adaptive_resnet.models.naming import Connection, DropPlan
 
-        first = next(k for k, (device, _, _) in enumerate(chain) if not self.alive[device])
+        first = next((k for k, (device, _, _) in enumerate(chain) if not self.alive[device]), None)
+        if first is None:
+            return None  # it failed for another reason than a dead worker on its way
         lost = [u for device, units, _ in chain[first:] if not self.alive[device] for u in units]
         profile = self.problem.profile
         ends = (profile.unit_names[0], profile.unit_names[-1])  # the stem and the head cannot be dropped

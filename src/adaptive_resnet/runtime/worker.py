@@ -24,8 +24,7 @@ class DeviceWorker:
         self.device = device
         self.checkpoint = str(checkpoint)
         ckpt = load_checkpoint(checkpoint)
-        config = TrainConfig(**ckpt["config"]).model_copy(update={"pretrained": None})
-        self.model = build_model(config).eval()
+        self.model = build_model(TrainConfig(**ckpt["config"]), initial_weights=False).eval()
         self._state = ckpt["model"]  # kept to load units on demand; freed units are not reloaded
         self.loaded: set[str] = set()
         self.busy_s = 0.0  # compute time, for energy accounting
