@@ -96,6 +96,7 @@ def test_warm_restart_starts_from_the_checkpoint_weights(tiny_config, tmp_path):
     assert all(torch.equal(start[k], trained[k]) for k in trained)
     train(restart, tmp_path / "second", progress=False)
     (tmp_path / "first" / "last.pt").unlink()  # a checkpoint is used where its start file is not
+    assert [h["epoch"] for h in train(restart, tmp_path / "second", progress=False)["history"]] == [1]  # resumes
     model, config = model_from_checkpoint(tmp_path / "second" / "last.pt")
     assert config.init_from == first["checkpoint"]
     from adaptive_resnet.runtime.worker import DeviceWorker

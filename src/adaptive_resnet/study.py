@@ -148,8 +148,7 @@ def run_study(
     with Progress(TextColumn("study"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not progress) as bar:
         task = bar.add_task("study", total=n_batches, completed=state["batches_done"])
         with torch.no_grad():
-            batch_iter = batches(data, batch_size, image_size=config.image_size, device=next(model.parameters()).device)
-            for b, (x, y) in enumerate(batch_iter):
+            for b, (x, y) in enumerate(batches(data, batch_size, image_size=config.image_size, device=torch_device)):
                 if b < state["batches_done"]:
                     continue
                 t0 = time.perf_counter()

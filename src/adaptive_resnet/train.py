@@ -163,7 +163,9 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-    model = build_model(config).to(device, memory_format=torch.channels_last)
+    # A resumed run takes its weights from last.pt: the file it started from is not read again
+    # (and need not exist any more).
+    model = build_model(config, initial_weights=not ckpt_path.is_file()).to(device, memory_format=torch.channels_last)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     optimizer = torch.optim.SGD(
