@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from adaptive_resnet.planning.colgen import column_generation, restricted_master_plan
-from adaptive_resnet.planning.fast import Residual, improve, place_request, solve_fast
+from adaptive_resnet.planning.fast import Residual, SearchOrder, improve, place_request, solve_fast
 from adaptive_resnet.planning.problem import Problem, RequestPlan
 from adaptive_resnet.planning.routing import best_unconstrained, single_request_bound
 from adaptive_resnet.planning.solution import Solution
@@ -46,8 +46,9 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
         return Solution("exact", requests, evaluation, time.perf_counter() - t0, lower_bound=lower,
                         note="optimal: capacities do not bind (dynamic programming)")
     lower = max(lower, single_request_bound(problem))
-    heuristic = solve_fast(problem, extra_tries=len(problem.candidates))
-    best_requests = improve(problem, heuristic.requests, time_budget_s=0.2 * time_limit_s)
+    search = SearchOrder.of(problem, unconstrained)  # shared by every search below
+    heuristic = solve_fast(problem, extra_tries=len(problem.candidates), search=search)
+    best_requests = improve(problem, heuristic.requests, time_budget_s=0.2 * time_limit_s, search=search)
     best_eval = problem.evaluate(best_requests)
     note = "fast heuristic + local search"
     if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
@@ -67,11 +68,12 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
     note += f"; column generation: {cg.rounds} rounds, {len(cg.columns)} columns"
     # Two plans from the columns: the integer master over them, and the LP rounded down and
     # completed by the heuristic; each improved by local search.
-    tries = {"restricted master": restricted_master_plan(problem, cg.columns, 0.15 * time_limit_s), "rounded LP": round_lp(problem, cg)}
+    tries = {"restricted master": restricted_master_plan(problem, cg.columns, 0.15 * time_limit_s), "rounded LP": round_lp(problem, cg, search)}
     for name, plan in tries.items():
         if plan is None or len(plan) != problem.requests:
             continue
-        plan = improve(problem, plan, time_budget_s=max(0.0, min(0.1 * time_limit_s, 0.95 * time_limit_s - (time.perf_counter() - t0))))
+        plan = improve(problem, plan, time_budget_s=max(0.0, min(0.1 * time_limit_s, 0.95 * time_limit_s - (time.perf_counter() - t0))),
+                       search=search)
         ev = problem.evaluate(plan)
         if ev.feasible and (not best_eval.feasible or ev.objective < best_eval.objective - 1e-12):
             best_requests, best_eval = plan, ev
@@ -104,25 +106,21 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
     return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=lower, note=note)
 
 
-def round_lp(problem: Problem, cg) -> list[RequestPlan] | None:
+def round_lp(problem: Problem, cg, search: SearchOrder) -> list[RequestPlan] | None:
     """The LP's columns, each taken as many whole times as the LP uses it and the devices
     allow, largest counts first; the remaining requests placed by the ``fast`` heuristic."""
     if cg.lp_counts is None:
         return None
     residual = Residual(problem)
     plan: list[RequestPlan] = []
-    unconstrained = best_unconstrained(problem)
-    order = sorted(range(len(problem.candidates)), key=lambda c: unconstrained[c][0])
-    bounds = [u[0] for u in unconstrained]
     for p in np.argsort(-cg.lp_counts):
         col = cg.columns[p]
         for _ in range(int(np.floor(cg.lp_counts[p] + 1e-6))):
             if len(plan) < problem.requests and (residual.overflow(col.candidate, col.devices) <= 1e-9).all():
                 residual.take(col.candidate, col.devices)
                 plan.append(RequestPlan(col.candidate, col.devices.copy()))
-    shortest = [(u[1], u[2]) for u in unconstrained]
     while len(plan) < problem.requests:
-        placed = place_request(problem, residual, order, bounds, shortest=shortest)
+        placed = place_request(problem, residual, search)
         if placed is None:
             return None
         residual.take(*placed)

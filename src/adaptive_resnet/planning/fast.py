@@ -11,11 +11,12 @@ search that re-places one request at a time, is left to the ``exact`` solver, wh
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from adaptive_resnet.planning.problem import Problem, RequestPlan
-from adaptive_resnet.planning.routing import best_unconstrained, capacity_route, shortest_route
+from adaptive_resnet.planning.routing import best_unconstrained, capacity_route
 from adaptive_resnet.planning.solution import Solution
 
 
@@ -54,23 +55,36 @@ class Residual:
         self.hosted |= new_hosts
 
 
-def route_within(problem: Problem, residual: Residual, c: int,
-                 shortest: tuple[float, np.ndarray] | None = None) -> tuple[float, np.ndarray] | None:
-    """The best route for drop set ``c`` that fits ``residual`` (as far as the heuristic finds).
+@dataclass(frozen=True)
+class SearchOrder:
+    """Drop sets by their capacity-free per-request objective, best first, with those objectives
+    (lower bounds once capacities count) and the capacity-free routes: none changes within a
+    time step, so one is computed per step and shared by every search of that step."""
 
-    ``shortest`` is ``c``'s capacity-free route when the caller has it already (it never changes
-    within a time step).
-    """
+    order: list[int]
+    bounds: list[float]
+    shortest: list[tuple[float, np.ndarray]]  # (latency_s, devices) per drop set
+
+    @classmethod
+    def of(cls, problem: Problem, unconstrained: list | None = None) -> SearchOrder:
+        """From :func:`best_unconstrained` (computed here unless the caller has it)."""
+        unconstrained = best_unconstrained(problem) if unconstrained is None else unconstrained
+        return cls(sorted(range(len(unconstrained)), key=lambda c: unconstrained[c][0]),
+                   [u[0] for u in unconstrained], [(u[1], u[2]) for u in unconstrained])
+
+
+def route_within(problem: Problem, residual: Residual, c: int, shortest: tuple[float, np.ndarray]) -> tuple[float, np.ndarray] | None:
+    """The best route for drop set ``c`` that fits ``residual`` (as far as the heuristic finds),
+    given ``shortest``, its capacity-free route, which is taken when it fits."""
     cand = problem.candidates[c]
-    latency, devices = shortest if shortest is not None else shortest_route(problem, cand)
+    latency, devices = shortest
     if np.isfinite(latency) and (residual.overflow(c, devices) <= 1e-9).all():
         return latency, devices
     return capacity_route(problem, cand, residual.memory, residual.compute, residual.energy, residual.hosted,
                           lambda devices: residual.overflow(c, devices))
 
 
-def place_request(problem: Problem, residual: Residual, order: list[int], bounds: list[float],
-                  extra_tries: int = 2, shortest: list | None = None) -> tuple[int, np.ndarray] | None:
+def place_request(problem: Problem, residual: Residual, search: SearchOrder, extra_tries: int = 2) -> tuple[int, np.ndarray] | None:
     """The drop set and route with the lowest objective that fit ``residual``, or None.
 
     Drop sets are tried in order of their capacity-free bound; the search stops once that bound
@@ -78,12 +92,12 @@ def place_request(problem: Problem, residual: Residual, order: list[int], bounds
     """
     best: tuple[float, int, np.ndarray] | None = None
     tries_left = extra_tries
-    for c in order:
-        if best is not None and (bounds[c] >= best[0] or tries_left == 0):
+    for c in search.order:
+        if best is not None and (search.bounds[c] >= best[0] or tries_left == 0):
             break
         if best is not None:
             tries_left -= 1
-        found = route_within(problem, residual, c, None if shortest is None else shortest[c])
+        found = route_within(problem, residual, c, search.shortest[c])
         if found is not None:
             objective = problem.objective(found[0], problem.candidates[c].accuracy)
             if best is None or objective < best[0]:
@@ -91,13 +105,11 @@ def place_request(problem: Problem, residual: Residual, order: list[int], bounds
     return None if best is None else (best[1], best[2])
 
 
-def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time_budget_s: float = float("inf")) -> list[RequestPlan]:
+def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time_budget_s: float = float("inf"),
+            search: SearchOrder | None = None) -> list[RequestPlan]:
     """Local search: take each request out, re-place it against the others, keep improvements."""
     deadline = time.perf_counter() + time_budget_s
-    unconstrained = best_unconstrained(problem)
-    order = sorted(range(len(problem.candidates)), key=lambda c: unconstrained[c][0])
-    bounds = [u[0] for u in unconstrained]
-    shortest = [(u[1], u[2]) for u in unconstrained]
+    search = search or SearchOrder.of(problem)
     current = problem.evaluate(requests)
     for _ in range(passes):
         changed = False
@@ -108,7 +120,7 @@ def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time
             for other, req in enumerate(requests):
                 if other != r:
                     residual.take(req.candidate, req.devices)
-            placed = place_request(problem, residual, order, bounds, extra_tries=len(order), shortest=shortest)
+            placed = place_request(problem, residual, search, extra_tries=len(search.order))
             if placed is None:
                 continue
             trial = requests[:r] + [RequestPlan(*placed)] + requests[r + 1 :]
@@ -120,14 +132,11 @@ def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time
     return requests
 
 
-def solve_fast(problem: Problem, extra_tries: int = 0, **_: object) -> Solution:
+def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | None = None, **_: object) -> Solution:
     t0 = time.perf_counter()
-    unconstrained = best_unconstrained(problem)
-    order = sorted(range(len(problem.candidates)), key=lambda c: unconstrained[c][0])
+    search = search or SearchOrder.of(problem)
     residual = Residual(problem)
     requests, unplaced = [], 0
-    bounds = [u[0] for u in unconstrained]
-    shortest = [(u[1], u[2]) for u in unconstrained]
     previous = None
     for _ in range(problem.requests):
         # Requests are alike: the last request's choice is kept while it still fits, which
@@ -135,14 +144,14 @@ def solve_fast(problem: Problem, extra_tries: int = 0, **_: object) -> Solution:
         if previous is not None and (residual.overflow(*previous) <= 1e-9).all():
             placed = previous
         else:
-            placed = place_request(problem, residual, order, bounds, extra_tries, shortest)
+            placed = place_request(problem, residual, search, extra_tries)
             previous = placed
         if placed is None:
             # Nothing fits: serve it the unconstrained best and let evaluation name the violation.
             unplaced += 1
-            placed = (order[0], unconstrained[order[0]][2])
+            placed = (search.order[0], search.shortest[search.order[0]][1])
         residual.take(*placed)
         requests.append(RequestPlan(*placed))
-    lower = min(u[0] for u in unconstrained)
+    lower = min(search.bounds)
     note = f"{unplaced} request(s) fit no device set" if unplaced else ""
     return Solution("fast", requests, problem.evaluate(requests), time.perf_counter() - t0, lower_bound=lower, note=note)
