@@ -201,3 +201,9 @@ def test_load_weights_rejects_mismatch_and_corruption(tmp_path):
         load_weights(DroppableResNet("resnet18"), bad)
     with pytest.raises(UserInputError, match="not found"):
         load_weights(DroppableResNet("resnet18"), tmp_path / "missing.pth")
+
+
+def test_drop_plan_text_round_trips():
+    for plan in (DropPlan(), DropPlan.dc(["stage3.block2", "stage2.block3"]), DropPlan.of(["stage4.block1:SC", "stage5.block2"])):
+        assert DropPlan.parse(str(plan)) == plan
+    assert DropPlan.parse("none") == DropPlan() and str(DropPlan.parse("stage5.block2:SC+stage2.block2:DC")) == "stage2.block2:DC+stage5.block2:SC"

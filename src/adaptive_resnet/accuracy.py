@@ -68,7 +68,7 @@ class AccuracyTable:
             measured = {}
             full = None
             for row in rows:
-                plan = DropPlan.of([d for d in str(row["drops"]).split("+") if d and d != "none"])
+                plan = DropPlan.parse(row["drops"])
                 acc = float(row["accuracy"])
                 if not plan:
                     full = acc

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from adaptive_resnet.errors import UserInputError
-from adaptive_resnet.models.naming import Connection, DropPlan
+from adaptive_resnet.models.naming import Connection, DropPlan, parse_block_name
 
 
 def study_plans(block_names: Sequence[str], pairs: bool = True, random_k: Sequence[int] = (), random_count: int = 0, seed: int = 0) -> list[DropPlan]:
@@ -199,7 +199,7 @@ def plot_pairs(doc: dict, path: Path) -> None:
         if parts and all(c == "DC" for _, c in parts) and len(parts) <= 2:
             names = [n for n, _ in parts]
             acc[tuple(sorted(names))] = row["accuracy"]
-    blocks = sorted({n for key in acc for n in key}, key=lambda n: tuple(int(t) for t in n.replace("stage", "").split(".block")))
+    blocks = sorted({n for key in acc for n in key}, key=parse_block_name)
     if not blocks:
         return
     grid = np.full((len(blocks), len(blocks)), np.nan)

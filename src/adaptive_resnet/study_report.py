@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from adaptive_resnet.accuracy import AccuracyTable
-from adaptive_resnet.models.naming import DropPlan
+from adaptive_resnet.models.naming import DropPlan, parse_block_name
 
 
 def load_rows(path: str | Path) -> dict[str, float]:
@@ -21,12 +21,12 @@ def load_rows(path: str | Path) -> dict[str, float]:
 def estimate_error(study_path: str | Path) -> dict:
     """Estimate vs measurement on the study's k >= 3 sets, using only its singles and pairs."""
     rows = load_rows(study_path)
-    small = {DropPlan.of([d for d in k.split("+") if d != "none"]): v for k, v in rows.items() if k.count("+") <= 1}
+    small = {DropPlan.parse(k): v for k, v in rows.items() if k.count("+") <= 1}
     full = rows["none"]
     table = AccuracyTable(full, {p: v for p, v in small.items() if p}, name=str(study_path))
     errors = []
     for key, measured in rows.items():
-        plan = DropPlan.of([d for d in key.split("+") if d != "none"])
+        plan = DropPlan.parse(key)
         if len(plan.drops) >= 3:
             est = table.accuracy(plan)
             if est is not None:
@@ -41,7 +41,7 @@ def comparison_markdown(studies: dict[str, str | Path]) -> str:
     paper = AccuracyTable.paper()
     loaded = {name: load_rows(p) for name, p in studies.items()}
     blocks = sorted({k.split(":")[0] for rows in loaded.values() for k in rows if k.count("+") == 0 and k != "none"},
-                    key=lambda n: tuple(int(t) for t in n.replace("stage", "").split(".block")))
+                    key=parse_block_name)
     head = "| block (DC dropped) | paper (Table II) | " + " | ".join(loaded) + " |"
     lines = [head, "|" + "---|" * (2 + len(loaded))]
     full_row = "| none (full network) | 94.73 | " + " | ".join(f"{rows['none'] * 100:.2f}" for rows in loaded.values()) + " |"
@@ -76,7 +76,7 @@ def plot_singles(studies: dict[str, str | Path], path: Path) -> None:
     paper = AccuracyTable.paper()
     loaded = {name: load_rows(p) for name, p in studies.items()}
     blocks = sorted({k.split(":")[0] for rows in loaded.values() for k in rows if k.count("+") == 0 and k != "none"},
-                    key=lambda n: tuple(int(t) for t in n.replace("stage", "").split(".block")))
+                    key=parse_block_name)
     x = np.arange(len(blocks))
     width = 0.8 / (len(loaded) + 1)
     fig, ax = plt.subplots(figsize=(12, 4))

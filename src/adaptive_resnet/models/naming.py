@@ -90,6 +90,11 @@ class DropPlan:
         return cls(frozenset(seen.items()))
 
     @classmethod
+    def parse(cls, text: str) -> DropPlan:
+        """The inverse of ``str(plan)``: ``"none"`` or ``"stage3.block2:DC+stage4.block3:SC"``."""
+        return cls.of([d for d in str(text).split("+") if d.strip() and d.strip() != "none"])
+
+    @classmethod
     def dc(cls, names: Iterable[str]) -> DropPlan:
         """The plan that drops the residual branch (DC) of each named block."""
         return cls.of({name: Connection.DC for name in names})
