@@ -6,23 +6,22 @@ from pathlib import Path
 
 import typer
 
+from adaptive_resnet.cli import runtime_options as opts
 from adaptive_resnet.cli.app import command
 
 
 @command("run")
 def run_cli(
-    scenario: Path = typer.Argument(..., help="Scenario YAML whose model matches the checkpoint."),
-    checkpoint: Path = typer.Option(..., help="Checkpoint written by `adaptive-resnet train`."),
+    scenario: Path = opts.SCENARIO,
+    checkpoint: Path = opts.CHECKPOINT,
     images: Path = typer.Option(Path("../shared/data/cifar10"), help="ImageFolder root (its test/ split) or CIFAR-10 batches."),
     limit: int = typer.Option(64, help="How many test images to send."),
     per_step: int = typer.Option(8, help="Requests per time step (the controller re-plans each step)."),
-    solver: str = typer.Option("fast"),
-    emulate_links: bool = typer.Option(True, help="Wait size/rate on every hop (one machine standing for a network)."),
-    address: str = typer.Option(None, help="Ray address of an existing cluster (default: a local one)."),
-    measure_speeds: bool = typer.Option(None, "--measure-speeds/--configured-speeds",
-                                        help="Plan with the compute speeds workers show (default: on without link emulation)."),
-    probe_rates: bool = typer.Option(None, "--probe-rates/--configured-rates",
-                                     help="Measure rates between workers on different nodes each step (default: on without link emulation)."),
+    solver: str = opts.SOLVER,
+    emulate_links: bool = opts.EMULATE_LINKS,
+    address: str = opts.ADDRESS,
+    measure_speeds: bool = opts.MEASURE_SPEEDS,
+    probe_rates: bool = opts.PROBE_RATES,
 ) -> None:
     """Send test images through Ray workers; print accuracy, latency measured vs predicted, energy."""
     import numpy as np
