@@ -19,10 +19,27 @@ import torch
 
 from adaptive_resnet.train import TrainConfig, build_model, model_from_checkpoint
 
+WARM_UP, TIMED = 3, 10  # calls before timing (steady state), and calls timed, per set-up
+
 
 def split_plan(units: list[str], devices: list[str]) -> dict:
     placement = {u: devices[min(len(devices) * i // len(units), len(devices) - 1)] for i, u in enumerate(units)}
     return {"feasible": True, "requests": [{"placement": placement}]}
+
+
+def timed(cluster, x: torch.Tensor, plan: dict) -> tuple[float, float]:
+    """Latency of one request alone (steady state), and throughput of ``x`` submitted together."""
+    for _ in range(WARM_UP):  # the first loads the weights (and compiles); a few more fault in the memory
+        cluster.infer(x[:1], plan)
+    t0 = time.perf_counter()
+    for _ in range(TIMED):
+        cluster.infer(x[:1], plan)
+    latency = (time.perf_counter() - t0) / TIMED
+    t0 = time.perf_counter()
+    outcomes = cluster.infer(x, plan)
+    throughput = len(x) / (time.perf_counter() - t0)
+    assert all(o.error is None for o in outcomes)
+    return latency, throughput
 
 
 def measure(name: str, checkpoint: Path, size: int, requests: int, compiled: bool = False) -> list[tuple]:
@@ -36,11 +53,12 @@ def measure(name: str, checkpoint: Path, size: int, requests: int, compiled: boo
     torch.set_num_threads(1)  # as each worker: the machine has 2 cores and a training run may share them
     x = torch.randn(requests, 3, size, size)
     with torch.no_grad():
-        model(x[:1])
-        t0 = time.perf_counter()
-        for _ in range(3):
+        for _ in range(WARM_UP):
             model(x[:1])
-        mono_latency = (time.perf_counter() - t0) / 3
+        t0 = time.perf_counter()
+        for _ in range(TIMED):
+            model(x[:1])
+        mono_latency = (time.perf_counter() - t0) / TIMED
         t0 = time.perf_counter()
         for i in range(requests):
             model(x[i : i + 1])
@@ -53,73 +71,22 @@ def measure(name: str, checkpoint: Path, size: int, requests: int, compiled: boo
                                   f"devices:\n{devices}rates_mbps: {{default: 100}}\n")
         cluster = RayCluster(Problem(scenario), str(checkpoint), emulate_links=False, threads_per_worker=1)
         plan = split_plan(cluster.problem.units, cluster.problem.devices)
-        cluster.infer(x[:1], plan)  # warm-up: workers load their weights
-        t0 = time.perf_counter()
-        for _ in range(3):
-            cluster.infer(x[:1], plan)
-        latency = (time.perf_counter() - t0) / 3
-        t0 = time.perf_counter()
-        cluster.infer(x, plan)
-        throughput = requests / (time.perf_counter() - t0)
-        cluster.shutdown()
+        latency, throughput = timed(cluster, x, plan)
         rows.append((name, f"{workers} workers", workers, latency, throughput))
         if compiled and workers <= 2:  # more polling actors than cores stalls (seen: 4 on 2 cores ran > 10 min)
-            rows.append((name, f"{workers} compiled", workers, *compiled_chain(checkpoint, cluster.problem.units, workers, x)))
+            cluster.compiled = True  # the same workers, now through one compiled graph
+            rows.append((name, f"{workers} compiled", workers, *timed(cluster, x, plan)))
+            assert cluster.compiled, "the compiled path fell back to ordinary calls"
+        cluster.shutdown()
     ray.shutdown()
     return rows
-
-
-def compiled_chain(checkpoint: Path, units: list[str], workers: int, x: torch.Tensor) -> tuple[float, float]:
-    """The same split as a Ray Compiled Graph (steady state only: a fixed plan, no failures).
-
-    Compiled actors busy-poll their channels, so on a machine with fewer cores than actors
-    they take compute from each other; this is why the runtime does not use them by default.
-    """
-    import ray
-    from ray.dag import InputNode
-
-    from adaptive_resnet.runtime.worker import DeviceWorker
-
-    @ray.remote(num_cpus=0)
-    class Stage:
-        def __init__(self, stage_units: list[str]) -> None:
-            self.worker = DeviceWorker("stage", str(checkpoint), 1)
-            self.units = stage_units
-            self.worker.load(stage_units)
-
-        def run(self, h):
-            return self.worker.run(h, self.units, [])
-
-    shares = [units[len(units) * i // workers : len(units) * (i + 1) // workers] for i in range(workers)]
-    stages = [Stage.remote(share) for share in shares]
-    with InputNode() as node:
-        dag = node
-        for stage in stages:
-            dag = stage.run.bind(dag)
-    graph = dag.experimental_compile()
-    try:
-        for _ in range(2):
-            ray.get(graph.execute(x[:1]))
-        t0 = time.perf_counter()
-        for _ in range(3):
-            ray.get(graph.execute(x[:1]))
-        latency = (time.perf_counter() - t0) / 3
-        t0 = time.perf_counter()
-        for i in range(len(x)):
-            ray.get(graph.execute(x[i : i + 1]))
-        throughput = len(x) / (time.perf_counter() - t0)
-    finally:
-        graph.teardown()
-        for stage in stages:
-            ray.kill(stage)
-    return latency, throughput
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--cifar-checkpoint", default=None)
-    parser.add_argument("--compiled", action="store_true", help="Also time the split as a Ray Compiled Graph.")
+    parser.add_argument("--compiled", action="store_true", help="Also time the 2-worker split through a Ray Compiled Graph.")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

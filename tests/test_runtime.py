@@ -12,7 +12,7 @@ from adaptive_resnet.accuracy import AccuracyTable
 from adaptive_resnet.errors import UserInputError
 from adaptive_resnet.models import DropPlan
 from adaptive_resnet.planning import Problem
-from adaptive_resnet.runtime.cluster import RayCluster, plan_for, segments
+from adaptive_resnet.runtime.cluster import RayCluster, plan_for, request_input, segments
 from adaptive_resnet.system import parse_scenario
 from adaptive_resnet.train import TrainConfig, build_model
 
@@ -70,6 +70,16 @@ def test_segments_group_contiguous_units():
     assert segments({"stage1": "a", "s2": "a", "s3": None, "s4": "b", "head": "a"}) == [("a", ["stage1", "s2"]), ("b", ["s4"]), ("a", ["head"])]
 
 
+def test_a_request_carries_its_own_image_not_the_batch():
+    import pickle
+
+    batch = torch.randn(8, 3, 32, 32)
+    one = request_input(batch, 5)
+    assert torch.equal(one, batch[5:6])
+    # What Ray ships is the pickled tensor: one image's bytes, not the batch's storage.
+    assert len(pickle.dumps(one)) < 1.5 * 3 * 32 * 32 * 4 < len(pickle.dumps(batch[5:6]))
+
+
 def test_no_drops_equals_the_monolithic_model(setup):
     root, model, problem = setup
     cluster = RayCluster(problem, str(root / "ckpt.pt"), emulate_links=False)
@@ -88,6 +98,37 @@ def test_no_drops_equals_the_monolithic_model(setup):
             expected = model(x, DropPlan.dc(["stage3.block2", "stage4.block3"]))
         assert torch.equal(torch.cat([o.logits for o in dropped]).argmax(1), expected.argmax(1))
         assert torch.allclose(torch.cat([o.logits for o in dropped]), expected, atol=1e-5)
+    finally:
+        cluster.shutdown()
+
+
+def test_compiled_graph_path_equals_the_model_and_falls_back_when_a_worker_dies(setup):
+    import ray
+
+    root, model, problem = setup
+    cluster = RayCluster(problem, str(root / "ckpt.pt"), emulate_links=False, compiled=True)
+    try:
+        units = problem.units
+        two = {u: ("a" if i < len(units) // 2 else "b") for i, u in enumerate(units)}  # two polling actors at most
+        plan = {"feasible": True, "requests": [{"placement": two, "drops": [], "latency_s": 0.0}]}
+        x = torch.randn(6, 3, 16, 16)
+        outcomes = cluster.infer(x, plan)
+        with torch.no_grad():
+            expected = model(x)
+        assert cluster.compiled and cluster._graph is not None  # served through the graph
+        assert torch.allclose(torch.cat([o.logits for o in outcomes]), expected, atol=1e-5)
+        ray.kill(cluster.actors["b"])
+        replans = []
+
+        def replan(dead):
+            replans.append(dead)
+            return plan_for(problem, "fast", dead)
+
+        outcomes = cluster.infer(x, plan, replan=replan)
+        assert not cluster.compiled and cluster._graph is None  # switched off, the ordinary path took over
+        assert replans == [["b"]]
+        assert all((o.logits is None) != (o.error is None) for o in outcomes)  # each answered or failed, once
+        assert all(o.logits is not None for o in outcomes)  # a and c can run the whole network
     finally:
         cluster.shutdown()
 

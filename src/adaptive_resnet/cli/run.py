@@ -22,6 +22,7 @@ def run_cli(
     address: str = opts.ADDRESS,
     measure_speeds: bool = opts.MEASURE_SPEEDS,
     probe_rates: bool = opts.PROBE_RATES,
+    compiled_graphs: bool = opts.COMPILED_GRAPHS,
 ) -> None:
     """Send test images through Ray workers; print accuracy, latency measured vs predicted, energy."""
     import numpy as np
@@ -36,7 +37,8 @@ def run_cli(
     if data.images.shape[1:] != (sc.model.input_size, sc.model.input_size, 3):
         raise UserInputError(f"images are {data.images.shape[1:]} but the scenario's model takes "
                              f"{sc.model.input_size}x{sc.model.input_size}x3")
-    controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates)
+    controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
+                            compiled_graphs=compiled_graphs)
     report = RunReport()
     try:
         from rich.progress import Progress

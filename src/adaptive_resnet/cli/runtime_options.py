@@ -14,3 +14,6 @@ MEASURE_SPEEDS = typer.Option(None, "--measure-speeds/--configured-speeds",
 PROBE_RATES = typer.Option(None, "--probe-rates/--configured-rates",
                            help="Measure rates between workers on different nodes each step (default: on without link emulation).")
 
+COMPILED_GRAPHS = typer.Option(False, "--compiled-graphs/--task-calls",
+                               help="Run each request chain as a Ray Compiled Graph (lower latency; its actors busy-poll, "
+                                    "so only with a core per worker). Falls back to task calls at the first failure.")
