@@ -185,3 +185,45 @@ def test_column_generation_bound_is_valid_and_its_plan_feasible(memory_mb, compu
     if plan is not None and np.isfinite(optimum):
         ev = problem.evaluate(plan)
         assert len(plan) == 2 and ev.feasible and ev.objective >= optimum - 1e-9
+
+
+def test_segment_route_equals_enumeration_of_segment_routes():
+    from adaptive_resnet.planning.routing import segment_route
+
+    problem = Problem(scenario(THREE.format(m=60, c=6), rates="matrix: [[0, 8, 30], [8, 0, 50], [30, 50, 0]]"), PROFILE, TABLE)
+    rng = np.random.default_rng(0)
+    N = len(problem.devices)
+    outcomes = set()
+    for _ in range(20):
+        memory = rng.uniform(0, 60e6, N)
+        compute = rng.uniform(0, 6e9, N)
+        energy = rng.uniform(0, 60, N)
+        hosted = rng.random((len(problem.units), N)) < 0.3
+        for cand in problem.candidates:
+            best = np.inf
+            for devices in itertools.product(range(N), repeat=len(cand.units)):
+                devices = np.array(devices)
+                runs = np.split(np.arange(len(devices)), np.flatnonzero(np.diff(devices)) + 1)
+                fits = True
+                for run in runs:  # each maximal run (segment) within its device's remainder
+                    k = devices[run[0]]
+                    weights = problem.weight_bytes[cand.units[run]] * ~hosted[cand.units[run], k]
+                    fits &= cand.macs[run].sum() <= compute[k] and (cand.memory_bytes[run] + weights).sum() <= memory[k] \
+                        and (cand.macs[run] / problem.speed_macs[k]).sum() * problem.compute_w <= energy[k]
+                if fits:
+                    best = min(best, problem.latency_s(cand, devices))
+            latency, devices = segment_route(problem, cand, memory, compute, energy, hosted)
+            assert latency == pytest.approx(best, rel=1e-12) or (np.isinf(best) and np.isinf(latency))
+            outcomes.add(bool(np.isfinite(best)))
+    assert outcomes == {True, False}  # both routes found and none possible were checked
+
+
+def test_fast_second_pass_only_keeps_a_better_plan_within_its_budget():
+    from adaptive_resnet.planning.fast import solve_fast
+
+    problem = Problem(scenario(THREE.format(m=60, c=6), requests=3, rates="default: 20"), PROFILE, TABLE)
+    first_only = solve_fast(problem, route_budget=0)
+    both = solve_fast(problem)
+    assert (both.feasible, -both.evaluation.objective) >= (first_only.feasible, -first_only.evaluation.objective)
+    again = solve_fast(problem)  # a budget of work, not time: the same plan every run
+    assert [(r.candidate, r.devices.tolist()) for r in again.requests] == [(r.candidate, r.devices.tolist()) for r in both.requests]

@@ -47,7 +47,7 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
                         note="optimal: capacities do not bind (dynamic programming)")
     lower = max(lower, single_request_bound(problem))
     search = SearchOrder.of(problem, unconstrained)  # shared by every search below
-    heuristic = solve_fast(problem, extra_tries=len(problem.candidates), search=search)
+    heuristic = solve_fast(problem, extra_tries=len(problem.candidates), search=search, route_budget=0)
     best_requests = improve(problem, heuristic.requests, time_budget_s=0.2 * time_limit_s, search=search)
     best_eval = problem.evaluate(best_requests)
     note = "fast heuristic + local search"

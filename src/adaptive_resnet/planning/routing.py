@@ -8,6 +8,9 @@ valid lower bound for the whole time step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numba
 import numpy as np
 
 from adaptive_resnet.planning.problem import Candidate, Problem
@@ -32,12 +35,7 @@ def shortest_route(
         mask &= allowed
     node = np.where(mask, node, np.inf)
     L, N = node.shape
-    cost = node[0].copy()
-    back = np.zeros((L, N), int)
-    for layer in range(1, L):
-        total = cost[:, None] + transfer[layer - 1]  # (from i, to k)
-        back[layer] = total.argmin(0)
-        cost = total[back[layer], np.arange(N)] + node[layer]
+    cost, back = _chain_dp(node, transfer)
     end = int(cost.argmin())
     if not np.isfinite(cost[end]):
         return float("inf"), np.zeros(L, int)
@@ -46,6 +44,26 @@ def shortest_route(
     for layer in range(L - 1, 0, -1):
         devices[layer - 1] = back[layer, devices[layer]]
     return problem.latency_s(cand, devices), devices
+
+
+@numba.njit(cache=True)
+def _chain_dp(node: np.ndarray, transfer: np.ndarray):
+    """Layer by layer, the cheapest way to run unit ``layer`` on each device (compiled, for the
+    reason given at :func:`_segment_dp`). Returns the last layer's costs and the back pointers."""
+    L, N = node.shape
+    cost = node[0].copy()
+    back = np.zeros((L, N), np.int64)
+    for layer in range(1, L):
+        new = np.empty(N)
+        for k in range(N):
+            low, arg = np.inf, 0
+            for i in range(N):
+                v = cost[i] + transfer[layer - 1, i, k]  # from device i to k
+                if v < low:
+                    low, arg = v, i
+            new[k], back[layer, k] = low + node[layer, k], arg
+        cost = new
+    return cost, back
 
 
 def best_unconstrained(problem: Problem) -> list[tuple[float, float, np.ndarray]]:
@@ -81,42 +99,30 @@ def segment_route(
     here: :func:`capacity_route` handles both.
     """
     L, N = len(cand.units), len(problem.devices)
-    compute_t = problem.compute_s(cand)
-    transfer = problem.transfer_s(cand) * latency_weight
-    if edge_price is not None:
-        transfer = transfer + edge_price
-    transfer[:, np.arange(N), np.arange(N)] = np.inf  # a segment boundary changes device
-    step = compute_t * latency_weight if node_price is None else compute_t * latency_weight + node_price
-    cum_t = np.vstack([np.zeros(N), np.cumsum(step, 0)])
-    cum_macs = np.concatenate([[0.0], np.cumsum(cand.macs)])
-    mem = cand.memory_bytes[:, None] + (problem.weight_bytes[cand.units][:, None] * ~hosted[cand.units] if problem.shared_weights else 0.0)
-    cum_mem = np.vstack([np.zeros(N), np.cumsum(np.broadcast_to(mem, (L, N)), 0)])
-    cum_energy = np.vstack([np.zeros(N), np.cumsum(compute_t, 0)]) * problem.compute_w
-    banned = ~problem.available[None, :] if allowed is None else ~(allowed & problem.available[None, :])
-    cum_banned = np.vstack([np.zeros(N), np.cumsum(np.broadcast_to(banned, (L, N)), 0)])
-    # Every segment [a, b) on every device at once, (L+1, L+1, N): which fit, and their cost.
-    # (Infinite where b <= a.) The DP below then only does the min-plus over segment ends.
+    static = _static_tables(problem, cand)
+    if node_price is None and edge_price is None and latency_weight == 1.0:
+        cum_t, transfer = static["cum_t"], static["transfer"]
+    else:
+        compute_t = problem.compute_s(cand)
+        transfer = problem.transfer_s(cand) * latency_weight
+        if edge_price is not None:
+            transfer = transfer + edge_price
+        transfer[:, np.arange(N), np.arange(N)] = np.inf  # a segment boundary changes device
+        step = compute_t * latency_weight if node_price is None else compute_t * latency_weight + node_price
+        cum_t = _cumulative(step)
+    if problem.shared_weights:
+        cum_mem = _cumulative(cand.memory_bytes[:, None] + problem.weight_bytes[cand.units][:, None] * ~hosted[cand.units])
+    else:
+        cum_mem = static["cum_mem"]
+    if allowed is None:
+        cum_banned = static["cum_banned"]
+    else:
+        cum_banned = _cumulative(np.broadcast_to(~(allowed & problem.available[None, :]), (L, N)))
+    cum_macs, cum_energy = static["cum_macs"], static["cum_energy"]
     tol = 1 + 1e-9
-    fits = ((cum_macs[None, :] - cum_macs[:, None])[:, :, None] <= compute_left[None, None, :] * tol) \
-        & (cum_mem[None, :, :] - cum_mem[:, None, :] <= memory_left[None, None, :] * tol) \
-        & (cum_energy[None, :, :] - cum_energy[:, None, :] <= energy_left[None, None, :] * tol) \
-        & (cum_banned[None, :, :] - cum_banned[:, None, :] == 0)
-    fits &= np.triu(np.ones((L + 1, L + 1), bool), 1)[:, :, None]
-    seg_cost = np.where(fits, cum_t[None, :, :] - cum_t[:, None, :], np.inf)  # [a, b, k]
-    best = np.full((L + 1, N), np.inf)
-    enter = np.full((L + 1, N), np.inf)  # cost to start a segment at unit a on device k
-    enter[0] = 0.0
-    enter_from = np.zeros((L + 1, N), int)
-    seg_start = np.zeros((L + 1, N), int)
-    columns = np.arange(N)
-    for b in range(1, L + 1):
-        total = enter[:b] + seg_cost[:b, b]
-        seg_start[b] = total.argmin(0)
-        best[b] = total[seg_start[b], columns]
-        if b < L:
-            via = best[b][:, None] + transfer[b - 1]  # from device i (ending at b-1) to k
-            enter_from[b] = via.argmin(0)
-            enter[b] = via[enter_from[b], columns]
+    best, seg_start, enter_from = _segment_dp(
+        cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left * tol, memory_left * tol, energy_left * tol,
+        np.ascontiguousarray(transfer))
     end = int(best[L].argmin())
     if not np.isfinite(best[L, end]):
         return float("inf"), np.zeros(L, int)
@@ -129,6 +135,95 @@ def segment_route(
     return problem.latency_s(cand, devices), devices
 
 
+def _cumulative(per_unit: np.ndarray) -> np.ndarray:
+    """(L+1, ...) prefix sums with a zero row first: segment [a, b) sums to row b - row a."""
+    out = np.zeros((per_unit.shape[0] + 1, *per_unit.shape[1:]))
+    np.cumsum(per_unit, 0, out=out[1:])
+    return out
+
+
+def _static_tables(problem: Problem, cand: Candidate) -> dict:
+    """The parts of the segment DP's input that depend on the drop set alone, not on what the
+    devices have left: computed once per (problem, drop set), since the heuristics route the
+    same drop sets many times a step."""
+    cache = problem.__dict__.setdefault("_segment_tables", {})
+    key = id(cand)
+    if key not in cache:
+        L, N = len(cand.units), len(problem.devices)
+        compute_t = problem.compute_s(cand)
+        transfer = problem.transfer_s(cand).copy()
+        transfer[:, np.arange(N), np.arange(N)] = np.inf  # a segment boundary changes device
+        cache[key] = {
+            "cand": cand,  # keeps id(cand) from being reused while the entry lives
+            "cum_t": _cumulative(compute_t),
+            "transfer": np.ascontiguousarray(transfer),
+            "cum_macs": _cumulative(cand.macs.astype(float)),
+            "cum_energy": _cumulative(compute_t) * problem.compute_w,
+            "cum_mem": _cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N))),
+            "cum_banned": _cumulative(np.broadcast_to(~problem.available[None, :], (L, N)).astype(float)),
+        }
+    return cache[key]
+
+
+@numba.njit(cache=True)
+def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, memory_left, energy_left, transfer):
+    """The DP over segment ends, compiled: a segment [a, b) on device k costs
+    cum_t[b, k] - cum_t[a, k] and fits when its compute, memory and energy (differences of the
+    cumulative sums) are within what k has left and it crosses no banned unit. In numpy this
+    was an (L+1, L+1, N) tensor and ~8 small array calls per unit, which made it the heuristics'
+    bottleneck (0.36 ms a route at N = 30). Ties go to the lowest index, as numpy's argmin does.
+
+    Returns best[b, k] (cheapest route of units [0, b) whose last segment ends on device k),
+    seg_start[b, k] (where that segment starts) and enter_from[a, k] (the device before a
+    segment that starts at unit a on device k).
+    """
+    L, N = cum_t.shape[0] - 1, cum_t.shape[1]
+    best = np.full((L + 1, N), np.inf)
+    enter = np.full((L + 1, N), np.inf)  # cost to start a segment at unit a on device k
+    enter[0, :] = 0.0
+    enter_from = np.zeros((L + 1, N), np.int64)
+    seg_start = np.zeros((L + 1, N), np.int64)
+    for b in range(1, L + 1):
+        for k in range(N):
+            low, arg = np.inf, 0
+            for a in range(b):
+                if enter[a, k] == np.inf or cum_banned[b, k] != cum_banned[a, k]:
+                    continue
+                if (cum_macs[b] - cum_macs[a] > compute_left[k] or cum_mem[b, k] - cum_mem[a, k] > memory_left[k]
+                        or cum_energy[b, k] - cum_energy[a, k] > energy_left[k]):
+                    continue
+                v = enter[a, k] + (cum_t[b, k] - cum_t[a, k])
+                if v < low:
+                    low, arg = v, a
+            best[b, k], seg_start[b, k] = low, arg
+        if b < L:
+            for k in range(N):
+                low, arg = np.inf, 0
+                for i in range(N):
+                    v = best[b, i] + transfer[b - 1, i, k]  # from device i (ending at b-1) to k
+                    if v < low:
+                        low, arg = v, i
+                enter[b, k], enter_from[b, k] = low, arg
+    return best, seg_start, enter_from
+
+
+class BudgetSpent(Exception):
+    """Raised by :meth:`RouteBudget.spend` when no segment DP is left."""
+
+
+@dataclass
+class RouteBudget:
+    """A number of segment DPs a search may run: a deterministic stand-in for a time limit
+    (each costs ~0.1 ms here), so a plan does not depend on how busy the machine was."""
+
+    left: int
+
+    def spend(self) -> None:
+        if self.left <= 0:
+            raise BudgetSpent
+        self.left -= 1
+
+
 def capacity_route(
     problem: Problem,
     cand: Candidate,
@@ -137,12 +232,13 @@ def capacity_route(
     energy_left: np.ndarray,
     hosted: np.ndarray,
     overflow,
-    retries: int = 6,
+    rounds: int = 10,
+    budget: RouteBudget | None = None,
 ) -> tuple[float, np.ndarray] | None:
     """A route whose per-device totals fit, built from :func:`segment_route`.
 
     When the best segment route comes back to a device, the device is barred from every unit
-    after its first segment and the route is recomputed (each round bars more, so this ends).
+    after its first segment and the route is recomputed (each round bars more).
     When the whole route still overflows (transmit energy, which the segment DP does not see),
     the overflowing devices' budgets are halved for another try. ``overflow(devices)`` returns
     the per-device overflow of a route (<= 0: fits).
@@ -150,7 +246,11 @@ def capacity_route(
     L, N = len(cand.units), len(problem.devices)
     allowed = np.ones((L, N), bool)
     share = np.ones(N)
-    for _ in range(N + retries):
+    # Up to ``rounds`` tries: over the benchmark suite every route that was found took <= 8,
+    # while hopeless ones ran to the old limit of N + 6 (36 segment DPs at N = 30).
+    for _ in range(rounds):
+        if budget is not None:
+            budget.spend()
         latency, devices = segment_route(problem, cand, memory_left * share, compute_left * share, energy_left * share, hosted, allowed)
         if not np.isfinite(latency):
             return None
