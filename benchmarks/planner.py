@@ -58,7 +58,7 @@ def main() -> None:
             for tight in (False, True):
                 scenario = generated(n, r, tight, seed=n * 100 + r)
 
-                def fresh() -> Problem:  # a solver's per-problem caches must not carry over to the next one
+                def fresh(scenario=scenario) -> Problem:  # a solver's per-problem caches must not carry over to the next one
                     return Problem(scenario, profile, table)
 
                 results = {

@@ -34,7 +34,7 @@ def shortest_route(
     if allowed is not None:
         mask &= allowed
     node = np.where(mask, node, np.inf)
-    L, N = node.shape
+    L = node.shape[0]
     cost, back = _chain_dp(node, transfer)
     end = int(cost.argmin())
     if not np.isfinite(cost[end]):
