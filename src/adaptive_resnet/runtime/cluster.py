@@ -43,8 +43,8 @@ class Outcome:
 
 
 # A worker allocates every activation of every request afresh. glibc hands freed blocks over
-# 128 KB back to the OS and page-faults them in again on the next request (measured: ~10% of a
-# ResNet-50@224 half); these keep up to 32 MB blocks and 256 MB of free heap in the process.
+# 128 KB back to the OS and page-faults them in again on the next request (measured: 8-13 ms
+# on a two-worker ResNet-50@224 request); these keep up to 32 MB blocks and 256 MB of free heap in the process.
 WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
                      "MALLOC_TOP_PAD_": str(64 << 20)}
 
@@ -78,7 +78,7 @@ class RayCluster:
     Under link emulation a worker sleeps out each inbound transfer inside its ``run``, so it is
     a threaded actor (4 calls at once): it keeps computing one request while another one's
     input is still "arriving". Without emulation Ray fetches the inputs before a call starts,
-    so one call at a time suffices, and it is faster (measured: threaded actors added ~10 ms
+    so one call at a time suffices, and it is faster (measured: threaded actors added 12-17 ms
     to a two-worker ResNet-50@224 request here).
     """
 
