@@ -152,6 +152,26 @@ def test_link_emulation_matches_the_cost_model(setup):
         cluster.shutdown()
 
 
+def test_device_emulation_matches_the_cost_model_and_serves_a_step_side_by_side(setup):
+    root, _, problem = setup
+    slow = Problem(problem.scenario, problem.profile, problem.table, speeds_gmacs=[0.005, 0.005, 0.005])  # compute dominates
+    cluster = RayCluster(slow, str(root / "ckpt.pt"), emulate_links=True)
+    try:
+        on_a = {u: "a" for u in slow.units}  # no transfer: the latency is the emulated compute alone
+        cand = next(c for c in slow.candidates if not c.plan)
+        predicted = slow.latency_s(cand, np.zeros(len(cand.units), int))
+        doc = {"requests": [{"placement": on_a, "latency_s": predicted}]}
+        cluster.infer(torch.randn(1, 3, 16, 16), doc)  # warm-up: the worker loads its weights
+        outcomes = cluster.infer(torch.randn(4, 3, 16, 16), doc)  # one step's requests, all on one device
+        assert predicted > 0.1
+        for o in outcomes:  # each as the cost model predicts: side by side, not queued
+            assert abs(o.latency_s - predicted) / predicted < 0.15, (o.latency_s, predicted)
+        # the device counts the emulated compute time as busy, as it does for energy
+        assert cluster.stats()["a"]["busy_s"] >= 5 * predicted * 0.95
+    finally:
+        cluster.shutdown()
+
+
 def test_a_killed_worker_loses_no_request(setup):
     import ray
 

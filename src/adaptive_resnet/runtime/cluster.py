@@ -49,6 +49,9 @@ WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRES
                      "MALLOC_TOP_PAD_": str(64 << 20)}
 
 
+EMULATED_CONCURRENCY = 16  # calls an emulating worker serves at once (two time steps of the paper's lambda = 3, with room)
+
+
 def segments(placement: dict[str, str | None]) -> list[tuple[str, list[str]]]:
     """Contiguous runs of running units per device, in order: [(device, [unit, ...]), ...]."""
     out: list[tuple[str, list[str]]] = []
@@ -75,9 +78,12 @@ def request_input(images, i: int):
 class RayCluster:
     """Workers for the devices of ``problem``, the planner's problem for the current step.
 
-    Under link emulation a worker sleeps out each inbound transfer inside its ``run``, so it is
-    a threaded actor (4 calls at once): it keeps computing one request while another one's
-    input is still "arriving". Without emulation Ray fetches the inputs before a call starts,
+    Under emulation (``emulate_links``, on by default on one machine) a worker stands for an IoT
+    device: it sleeps out each inbound transfer (size / rate) and stretches its compute to the
+    device's configured speed (MACs / speed, Eq. 9), so a request takes what the cost model
+    predicts. The cost model serves the requests of a time step side by side (the step's
+    compute limit, not a queue, bounds a device), so an emulating worker is a threaded actor
+    taking ``EMULATED_CONCURRENCY`` calls at once. Without emulation Ray fetches the inputs before a call starts,
     so one call at a time suffices, and it is faster (measured: threaded actors added 12-17 ms
     to a two-worker ResNet-50@224 request here).
     """
@@ -108,11 +114,12 @@ class RayCluster:
         self.actors = {}
         remote = ray.remote(DeviceWorker)
         for name in problem.devices:
-            options = {"num_cpus": 0, "max_restarts": 0, "max_concurrency": 4 if emulate_links else 1,
+            options = {"num_cpus": 0, "max_restarts": 0, "max_concurrency": EMULATED_CONCURRENCY if emulate_links else 1,
                        "runtime_env": {"env_vars": dict(WORKER_MALLOC_ENV)}}
             if f"device:{name}" in resources:
                 options["resources"] = {f"device:{name}": 1}
-            self.actors[name] = remote.options(**options).remote(name, checkpoint, threads_per_worker, unit_macs)
+            speed = float(problem.speed_macs[problem.devices.index(name)]) if emulate_links else None
+            self.actors[name] = remote.options(**options).remote(name, checkpoint, threads_per_worker, unit_macs, speed)
         ray.get([a.ping.remote() for a in self.actors.values()])  # fail here, not mid-request
         self.alive = {name: True for name in problem.devices}
         # Ray Compiled Graphs for the steady state: one request chain compiled once and then run

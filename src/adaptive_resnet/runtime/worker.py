@@ -15,7 +15,8 @@ from adaptive_resnet.models.naming import DropPlan
 
 
 class DeviceWorker:
-    def __init__(self, device: str, checkpoint: str | Path, threads: int = 1, unit_macs: dict | None = None) -> None:
+    def __init__(self, device: str, checkpoint: str | Path, threads: int = 1, unit_macs: dict | None = None,
+                 emulated_speed_macs: float | None = None) -> None:
         import torch
 
         from adaptive_resnet.train import TrainConfig, build_model, load_checkpoint
@@ -31,6 +32,9 @@ class DeviceWorker:
         self.transfer_s = 0.0  # emulated inbound transfer time
         self.unit_macs = unit_macs or {}  # unit -> {"full" | "DC" | "SC": MACs per image}, from the profile
         self.macs_done = 0.0
+        # Device emulation: a call's compute is stretched to what the device's speed (Eq. 9)
+        # would take, when the host is faster; counted as busy time, as the device would be.
+        self.emulated_speed_macs = emulated_speed_macs
 
     def load(self, units: list[str]) -> list[str]:
         """Load the weights of ``units`` (only theirs) into the skeleton."""
@@ -58,10 +62,14 @@ class DeviceWorker:
         t0 = time.perf_counter()
         with torch.no_grad():
             out = self.model.run_units(units, x, plan)
-        self.busy_s += time.perf_counter() - t0
+        macs = 0.0
         for unit in units:
             dropped = plan.dropped(unit)
-            self.macs_done += self.unit_macs.get(unit, {}).get(dropped.value if dropped else "full", 0) * x.shape[0]
+            macs += self.unit_macs.get(unit, {}).get(dropped.value if dropped else "full", 0) * x.shape[0]
+        if self.emulated_speed_macs:
+            time.sleep(max(0.0, macs / self.emulated_speed_macs - (time.perf_counter() - t0)))
+        self.busy_s += time.perf_counter() - t0
+        self.macs_done += macs
         return out
 
     def stats(self) -> dict:
