@@ -4,8 +4,10 @@ Requests are placed one after another. Each tries the drop sets in order of thei
 per-request objective (best first) and takes the first with a route that fits the devices'
 remaining memory, compute and energy: first the plain shortest route, then the best route of
 contiguous per-device segments that fit (:func:`~adaptive_resnet.planning.routing.capacity_route`).
-What a request takes is subtracted before the next one is placed. :func:`improve`, a local
-search that re-places one request at a time, is left to the ``exact`` solver, which has time.
+What a request takes is subtracted before the next one is placed. When little work was needed,
+a second pass weighs a few more drop sets per request, within a fixed budget of segment DPs
+(work, not time, so the plan is the same on every machine). :func:`improve`, a local search
+that re-places one request at a time, is left to the ``exact`` solver, which has time.
 """
 
 from __future__ import annotations
