@@ -133,6 +133,20 @@ def test_compiled_graph_path_equals_the_model_and_falls_back_when_a_worker_dies(
         cluster.shutdown()
 
 
+def test_preload_loads_each_workers_units_before_any_request(setup):
+    root, _, problem = setup
+    cluster = RayCluster(problem, str(root / "ckpt.pt"), emulate_links=False)
+    try:
+        plan = manual_plan(problem, ["stage3.block2"])
+        cluster.preload(plan)
+        loaded = {name: set(s["loaded"]) for name, s in cluster.stats().items()}
+        for device in "abc":
+            wanted = {u for u, d in plan["requests"][0]["placement"].items() if d == device}
+            assert loaded[device] == wanted  # exactly its units, the dropped block on none
+    finally:
+        cluster.shutdown()
+
+
 def test_link_emulation_matches_the_cost_model(setup):
     root, _, problem = setup
     cluster = RayCluster(problem, str(root / "ckpt.pt"), emulate_links=True)

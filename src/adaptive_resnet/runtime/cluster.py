@@ -181,6 +181,24 @@ class RayCluster:
         source, previous = (x, None) if first == 0 else (chain[first - 1][2], chain[first - 1][0])
         return self._submit(source, placement, new_drops, previous), new_drops
 
+    def preload(self, plan_doc: dict) -> None:
+        """Have each live worker load the weights of the units ``plan_doc`` gives it, now, so the
+        step's first requests do not wait for them (applying a placement is the re-plan's cost)."""
+        import ray
+
+        wanted: dict[str, set[str]] = {}
+        for req in plan_doc.get("requests", []):
+            for unit, device in req["placement"].items():
+                if device is not None and self.alive.get(device, False):
+                    wanted.setdefault(device, set()).add(unit)
+        from ray.exceptions import RayActorError
+
+        order = {u: k for k, u in enumerate(self.problem.units)}
+        refs = [self.actors[d].load.remote(sorted(units, key=order.get)) for d, units in wanted.items()]
+        for ref in refs:
+            with contextlib.suppress(RayActorError):  # a worker that died: the requests find it and recover
+                ray.get(ref)
+
     def _drop_graph(self) -> None:
         if self._graph is not None:
             graph, self._graph = self._graph[1], None

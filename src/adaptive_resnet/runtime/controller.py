@@ -99,6 +99,8 @@ class Controller:
         """One time step without labels: re-plan, run ``images`` through the cluster, account energy."""
         plan = self.plan(len(images))
         self.replans += 1
+        if plan.get("feasible", False):
+            self.cluster.preload(plan)
 
         def replan(dead):
             self.replans += 1
