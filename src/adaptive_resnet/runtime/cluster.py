@@ -65,6 +65,15 @@ def segments(placement: dict[str, str | None]) -> list[tuple[str, list[str]]]:
     return out
 
 
+def assign(outcome: Outcome, requests: list[dict]) -> dict:
+    """The plan's request for ``outcome`` (round-robin over the plan's requests), its predicted
+    latency and drops noted on the outcome."""
+    req = requests[outcome.index % len(requests)]
+    outcome.predicted_latency_s = float(req.get("latency_s", 0.0))
+    outcome.drops = list(req.get("drops", []))
+    return req
+
+
 def request_input(images, i: int):
     """Image ``i`` of a batch as a (1, C, H, W) tensor with storage of its own.
 
@@ -143,18 +152,21 @@ class RayCluster:
 
         ``x`` may be an ObjectRef already (the output of an earlier segment on ``previous``).
         """
-        names = self.problem.devices
         ref, chain = x, []
         for device, units in segments(placement):
             if not self.alive.get(device, False):
                 raise UserInputError(f"the plan uses device {device!r}, which has no live worker")
-            rate = None
-            if self.emulate_links and previous is not None and previous != device:
-                rate = float(self.problem.rate_bps[names.index(previous), names.index(device)] / 1e6)
-            ref = self.actors[device].run.remote(ref, units, drops, rate)
+            ref = self.actors[device].run.remote(ref, units, drops, self._inbound_rate_mbps(previous, device))
             chain.append((device, units, ref))
             previous = device
         return chain
+
+    def _inbound_rate_mbps(self, previous: str | None, device: str) -> float | None:
+        """The rate a worker emulates for its input from ``previous`` (None: no transfer to wait out)."""
+        if not self.emulate_links or previous is None or previous == device:
+            return None
+        names = self.problem.devices
+        return float(self.problem.rate_bps[names.index(previous), names.index(device)] / 1e6)
 
     def _shortcut(self, x, chain, drops: list[str]):
         """Resubmit a request whose chain hit dead workers, dropping their units' DC, if allowed.
@@ -209,7 +221,6 @@ class RayCluster:
         """The compiled graph for this chain (and drop set), compiling it if it is not the held one."""
         from ray.dag import InputNode
 
-        names = self.problem.devices
         chain = segments(placement)
         key = (tuple((d, tuple(u)) for d, u in chain), tuple(drops))
         if self._graph is not None and self._graph[0] == key:
@@ -218,10 +229,7 @@ class RayCluster:
         with InputNode() as x:
             node, previous = x, None
             for device, units in chain:
-                rate = None
-                if self.emulate_links and previous is not None and previous != device:
-                    rate = float(self.problem.rate_bps[names.index(previous), names.index(device)] / 1e6)
-                node = self.actors[device].run.bind(node, units, list(drops), rate)
+                node = self.actors[device].run.bind(node, units, list(drops), self._inbound_rate_mbps(previous, device))
                 previous = device
         self._graph = (key, node.experimental_compile())
         return self._graph[1]
@@ -235,9 +243,7 @@ class RayCluster:
 
         groups: dict[tuple, list[int]] = {}
         for i in pending:
-            req = requests[i % len(requests)]
-            outcomes[i].predicted_latency_s = float(req.get("latency_s", 0.0))
-            outcomes[i].drops = list(req.get("drops", []))
+            req = assign(outcomes[i], requests)
             groups.setdefault((tuple(req["placement"].items()), tuple(outcomes[i].drops)), []).append(i)
         left = []
         for (placement, drops), members in groups.items():
@@ -295,9 +301,7 @@ class RayCluster:
             attempt += 1
             chains, started = {}, {}
             for i in pending:
-                req = requests[i % len(requests)]
-                outcomes[i].predicted_latency_s = float(req.get("latency_s", 0.0))
-                outcomes[i].drops = list(req.get("drops", []))
+                req = assign(outcomes[i], requests)
                 outcomes[i].attempts = attempt
                 try:
                     chains[i] = self._submit(request_input(images, i), req["placement"], outcomes[i].drops)
