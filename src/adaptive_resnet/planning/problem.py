@@ -177,22 +177,21 @@ class Problem:
 
     def compute_s(self, cand: Candidate) -> np.ndarray:
         """(L, N): Eq. 9, c_j / e_i, for every running unit on every device (read-only)."""
-        return self._per_candidate("compute_s", cand, lambda: cand.macs[:, None] / self.speed_macs[None, :])
+        return self.per_candidate("compute_s", cand, lambda: _read_only(cand.macs[:, None] / self.speed_macs[None, :]))
 
     def transfer_s(self, cand: Candidate) -> np.ndarray:
         """(L, N, N): Eq. 10/11, K_j / rho(i, k), unit l's output sent from device i to device k (read-only)."""
-        return self._per_candidate("transfer_s", cand, lambda: cand.output_bytes[:, None, None] * BITS_PER_BYTE / self.rate_bps[None, :, :])
+        return self.per_candidate("transfer_s", cand,
+                                  lambda: _read_only(cand.output_bytes[:, None, None] * BITS_PER_BYTE / self.rate_bps[None, :, :]))
 
-    def _per_candidate(self, name: str, cand: Candidate, make) -> np.ndarray:
-        """``make()`` once per (array, drop set) of this problem: the searches ask for the same
-        arrays many times a step (~2 ms a solve at N = 30). Read-only, so no caller can change
-        the cached copy; speeds and rates are fixed for a Problem's life."""
-        cache = self.__dict__.setdefault("_arrays", {})
+    def per_candidate(self, name: str, cand: Candidate, make):
+        """``make()`` once per (name, drop set) of this problem: the searches ask for the same
+        arrays many times a step (~2 ms a solve at N = 30). Speeds and rates are fixed for a
+        Problem's life; callers must not change what they get (the arrays here are read-only)."""
+        cache = self.__dict__.setdefault("_per_candidate", {})
         key = (name, id(cand))
         if key not in cache:
-            array = make()
-            array.setflags(write=False)
-            cache[key] = (cand, array)  # holding cand keeps its id from being reused
+            cache[key] = (cand, make())  # holding cand keeps its id from being reused
         return cache[key][1]
 
     def latency_s(self, cand: Candidate, devices: np.ndarray) -> float:
@@ -320,3 +319,8 @@ class Problem:
                 raise unknown_choice(f"device for {self.units[u]} in request {r}", name, self.devices)
             devices.append(self.devices.index(name))
         return RequestPlan(index, np.array(devices))
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array

@@ -146,15 +146,13 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
     """The parts of the segment DP's input that depend on the drop set alone, not on what the
     devices have left: computed once per (problem, drop set), since the heuristics route the
     same drop sets many times a step."""
-    cache = problem.__dict__.setdefault("_segment_tables", {})
-    key = id(cand)
-    if key not in cache:
+
+    def make() -> dict:
         L, N = len(cand.units), len(problem.devices)
         compute_t = problem.compute_s(cand)
         transfer = problem.transfer_s(cand).copy()
         transfer[:, np.arange(N), np.arange(N)] = np.inf  # a segment boundary changes device
-        cache[key] = {
-            "cand": cand,  # keeps id(cand) from being reused while the entry lives
+        return {
             "cum_t": _cumulative(compute_t),
             "transfer": np.ascontiguousarray(transfer),
             "cum_macs": _cumulative(cand.macs.astype(float)),
@@ -162,7 +160,8 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
             "cum_mem": _cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N))),
             "cum_banned": _cumulative(np.broadcast_to(~problem.available[None, :], (L, N)).astype(float)),
         }
-    return cache[key]
+
+    return problem.per_candidate("segment_tables", cand, make)
 
 
 @numba.njit(cache=True)
