@@ -12,6 +12,7 @@ that re-places one request at a time, is left to the ``exact`` solver, which has
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -192,15 +193,16 @@ def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | Non
     not of time, so that the plan is the same on every machine."""
     t0 = time.perf_counter()
     search = search or SearchOrder.of(problem)
-    budget = RouteBudget(route_budget)
-    requests, unplaced = _greedy(problem, search, extra_tries, _Counter(budget))
+    counter = RouteBudget(sys.maxsize)  # the first pass always completes: this only counts its segment DPs
+    requests, unplaced = _greedy(problem, search, extra_tries, counter)
     evaluation = problem.evaluate(requests)
     tries = max(extra_tries, SECOND_PASS_TRIES)
-    first_pass = route_budget - budget.left
+    first_pass = sys.maxsize - counter.left
+    left = route_budget - first_pass
     # The wider search costs 3-5x the first pass (measured over the benchmark suite); started
     # with less left, it would mostly be abandoned, its time lost.
-    if tries > extra_tries and budget.left >= 4 * first_pass:
-        second = greedy(problem, search, tries, budget)
+    if tries > extra_tries and left >= 4 * first_pass:
+        second = greedy(problem, search, tries, RouteBudget(left))
         if second is not None:
             ev = problem.evaluate(second[0])
             if (ev.feasible, -ev.objective) > (evaluation.feasible, -evaluation.objective):
@@ -209,13 +211,3 @@ def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | Non
     note = f"{unplaced} request(s) fit no device set" if unplaced else ""
     return Solution("fast", requests, evaluation, time.perf_counter() - t0, lower_bound=lower, note=note)
 
-
-class _Counter(RouteBudget):
-    """Counts the first pass's segment DPs against a budget without ever stopping it."""
-
-    def __init__(self, budget: RouteBudget) -> None:
-        super().__init__(0)
-        self.budget = budget
-
-    def spend(self) -> None:
-        self.budget.left -= 1
