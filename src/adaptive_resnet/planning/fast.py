@@ -210,4 +210,3 @@ def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | Non
     lower = min(search.bounds)
     note = f"{unplaced} request(s) fit no device set" if unplaced else ""
     return Solution("fast", requests, evaluation, time.perf_counter() - t0, lower_bound=lower, note=note)
-
