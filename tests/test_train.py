@@ -120,3 +120,78 @@ def test_device_that_is_not_there_is_refused(tiny_config, tmp_path):
         pytest.skip("this machine has a GPU")
     with pytest.raises(UserInputError, match="no CUDA GPU"):
         train(tiny_config.model_copy(update={"device": "cuda"}), tmp_path / "run", progress=False)
+
+
+def _epoch_end_weights(monkeypatch):
+    """Record the parameters of every checkpoint written by train()."""
+    import adaptive_resnet.train as train_module
+
+    real_save, saved = train_module._atomic_save, []
+
+    def save_and_record(obj, path):
+        saved.append({k: v.clone() for k, v in obj["model"].items()})
+        real_save(obj, path)
+
+    monkeypatch.setattr(train_module, "_atomic_save", save_and_record)
+    return saved
+
+
+def test_swa_final_model_is_the_mean_of_the_epoch_end_weights(tiny_config, tmp_path, monkeypatch):
+    config = tiny_config.model_copy(update={"epochs": 3, "swa_start": 2, "schedule": "constant"})
+    saved = _epoch_end_weights(monkeypatch)
+    result = train(config, tmp_path / "run", progress=False)
+    assert len(saved) == 4  # three epochs, then the averaged model
+    final, (_, second, third, _) = saved[-1], saved
+    model, _ = model_from_checkpoint(tmp_path / "run" / "last.pt")
+    for name, _ in model.named_parameters():
+        torch.testing.assert_close(final[name], (second[name] + third[name]) / 2, rtol=0, atol=1e-6)
+    # batch-norm statistics were measured again for the average, not copied from epoch 3
+    assert not torch.equal(final["bn1.running_mean"], third["bn1.running_mean"])
+    history = result["history"]
+    assert "swa_test_accuracy" not in history[0] and [h["swa_models"] for h in history[1:]] == [1, 2]
+    assert 0 <= history[-1]["final_test_accuracy"] <= 1
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["swa"]["done"]
+    assert train(config, tmp_path / "run", progress=False)["history"] == history  # finished: nothing re-run
+
+
+def test_swa_resumes_with_its_running_average(tiny_config, tmp_path, monkeypatch):
+    import adaptive_resnet.train as train_module
+
+    config = tiny_config.model_copy(update={"epochs": 3, "swa_start": 1, "schedule": "constant"})
+    whole = train(config, tmp_path / "whole", progress=False)
+    real_save, calls = train_module._atomic_save, []
+
+    def save_then_interrupt(obj, path):
+        real_save(obj, path)
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # dies after epoch 2, holding an average of two
+
+    monkeypatch.setattr(train_module, "_atomic_save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(train_module, "_atomic_save", real_save)
+    resumed = train(config, tmp_path / "cut", progress=False)
+    assert resumed["history"][-1]["swa_models"] == 3
+    a = load_checkpoint(tmp_path / "whole" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6)
+    assert resumed["history"][-1]["final_test_accuracy"] == whole["history"][-1]["final_test_accuracy"]
+
+
+def test_recompute_batchnorm_measures_the_mean_of_its_inputs(tiny_config, tmp_path):
+    from adaptive_resnet.data import load_images
+    from adaptive_resnet.train import build_model, recompute_batchnorm
+
+    model = build_model(tiny_config)
+    data = load_images(tiny_config.data, "train", cache_dir=tiny_config.cache_dir)
+    inputs = []
+    hook = model.bn1.register_forward_hook(lambda _m, args, _out: inputs.append(args[0].detach().clone()))
+    recompute_batchnorm(model, data, batch_size=5, image_size=None, seed=3)
+    hook.remove()
+    assert len(inputs) == -(-len(data) // 5)  # every image once, in batches of 5
+    # torch's cumulative averaging (momentum None) weights every batch alike: the mean of batch means
+    expected = torch.stack([x.mean(dim=(0, 2, 3)) for x in inputs]).mean(0)
+    torch.testing.assert_close(model.bn1.running_mean, expected, rtol=1e-5, atol=1e-6)
+    assert model.bn1.momentum is not None and not model.training

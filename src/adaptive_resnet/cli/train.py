@@ -30,6 +30,7 @@ def train_cli(
     label_smoothing: float = typer.Option(0.0),
     drop_path_rate: float = typer.Option(0.0, help="Stochastic depth of the last block (drop-aware training)."),
     drop_path_schedule: str = typer.Option("linear", help="linear (grows with depth) or uniform."),
+    swa_start: int = typer.Option(None, help="Average the weights from the end of this epoch on (SWA); the final model is the average."),
     bf16: bool = typer.Option(True, help="bfloat16 autocast."),
     limit_train: int = typer.Option(None, help="Train on a random subset of this many images."),
     limit_test: int = typer.Option(None, help="Test on a random subset of this many images."),
@@ -51,4 +52,5 @@ def train_cli(
         raise UserInputError(validation_message(exc)) from None
     result = train(config, out)
     last = result["history"][-1]
-    typer.echo(f"epoch {last['epoch']}: test accuracy {last['test_accuracy']:.4f}; checkpoint {result['checkpoint']}")
+    accuracy = last.get("final_test_accuracy", last["test_accuracy"])  # the averaged model's, with SWA
+    typer.echo(f"epoch {last['epoch']}: test accuracy {accuracy:.4f}; checkpoint {result['checkpoint']}")
