@@ -4,6 +4,11 @@ A worker builds the model's skeleton and loads, from the checkpoint, only the we
 units it is asked to run (lazily, so a new placement needs no restart). ``run`` first waits out
 the emulated transfer of its input over the link from the previous device (size / rate, with
 the size measured on the tensor itself), then runs its units under the request's drop plan.
+
+Activations travel as numpy arrays (:func:`to_wire`, :func:`from_wire`): Ray stores a numpy
+array in its shared-memory object store and hands the next worker a zero-copy view, while a
+torch tensor is pickled and unpickled through copies (measured here: a chain of four calls
+passing 3.2 MB took 52 ms as tensors, 20 ms as arrays).
 """
 
 from __future__ import annotations
@@ -12,6 +17,27 @@ import time
 from pathlib import Path
 
 from adaptive_resnet.models.naming import DropPlan
+
+
+def to_wire(t):
+    """A tensor as what travels between workers: a numpy array sharing its memory."""
+    return t.detach().numpy()
+
+
+def from_wire(a):
+    """A received activation as a tensor, without a copy (the array may be a read-only view of
+    the object store: no unit writes into its input, torchvision's blocks add into their own
+    branch output)."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        return a
+    with warnings.catch_warnings():  # torch warns once that a read-only array stays read-only
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.asarray(a))
 
 
 class DeviceWorker:
@@ -53,6 +79,7 @@ class DeviceWorker:
         """Run ``units`` on ``x`` (after emulating its transfer at ``inbound_rate_mbps``)."""
         import torch
 
+        x = from_wire(x)
         if inbound_rate_mbps:
             delay = x.numel() * x.element_size() * 8 / (inbound_rate_mbps * 1e6)
             time.sleep(delay)
@@ -70,7 +97,7 @@ class DeviceWorker:
             time.sleep(max(0.0, macs / self.emulated_speed_macs - (time.perf_counter() - t0)))
         self.busy_s += time.perf_counter() - t0
         self.macs_done += macs
-        return out
+        return to_wire(out)
 
     def stats(self) -> dict:
         return {"device": self.device, "busy_s": self.busy_s, "transfer_s": self.transfer_s, "macs": self.macs_done,
