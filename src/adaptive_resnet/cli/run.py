@@ -23,6 +23,7 @@ def run_cli(
     measure_speeds: bool = opts.MEASURE_SPEEDS,
     probe_rates: bool = opts.PROBE_RATES,
     compiled_graphs: bool = opts.COMPILED_GRAPHS,
+    time_dilation: float = opts.TIME_DILATION,
 ) -> None:
     """Send test images through Ray workers; print accuracy, latency measured vs predicted, energy."""
     import numpy as np
@@ -38,7 +39,7 @@ def run_cli(
         raise UserInputError(f"images are {data.images.shape[1:]} but the scenario's model takes "
                              f"{sc.model.input_size}x{sc.model.input_size}x3")
     controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
-                            compiled_graphs=compiled_graphs)
+                            compiled_graphs=compiled_graphs, time_dilation=time_dilation)
     report = RunReport()
     try:
         from rich.progress import Progress
@@ -55,7 +56,8 @@ def run_cli(
                f"completed through a shortcut {report.shortcut}, plans {report.replans}")
     if report.answered:
         typer.echo(f"accuracy {report.correct / report.answered:.4f}; latency per request measured {measured.mean():.3f} s, "
-                   f"predicted {predicted.mean():.3f} s (ratio {measured.mean() / max(predicted.mean(), 1e-9):.2f})")
+                   f"predicted {predicted.mean():.3f} s (ratio {measured.mean() / max(predicted.mean(), 1e-9):.2f})"
+                   + (f"; time dilation {time_dilation:g}: the host ran {time_dilation:g}x slower, times scaled back" if time_dilation != 1 else ""))
     typer.echo("energy spent (J): " + ", ".join(f"{k} {v:.2f}" for k, v in report.energy_j.items()))
     if controller.measure_speeds:
         typer.echo("measured speeds (GMAC/s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.speeds_gmacs.items()))

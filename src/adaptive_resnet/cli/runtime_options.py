@@ -17,3 +17,5 @@ PROBE_RATES = typer.Option(None, "--probe-rates/--configured-rates",
 COMPILED_GRAPHS = typer.Option(False, "--compiled-graphs/--task-calls",
                                help="Run each request chain as a Ray Compiled Graph (lower latency; its actors busy-poll, "
                                     "so only with a core per worker). Falls back to task calls at the first failure.")
+TIME_DILATION = typer.Option(1.0, min=1.0, help="Run emulated links and compute this many times slower and scale measured "
+                                                   "times back (a small host emulating many requests at once).")

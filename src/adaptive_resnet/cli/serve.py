@@ -23,6 +23,7 @@ def serve_cli(
     measure_speeds: bool = opts.MEASURE_SPEEDS,
     probe_rates: bool = opts.PROBE_RATES,
     compiled_graphs: bool = opts.COMPILED_GRAPHS,
+    time_dilation: float = opts.TIME_DILATION,
     classes: str = typer.Option(None, help="Comma-separated class names, to answer names as well as indices."),
 ) -> None:
     """Serve POST /classify (image bytes -> class) and GET /status until interrupted."""
@@ -32,7 +33,7 @@ def serve_cli(
 
     sc = load_scenario(scenario)
     controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
-                            compiled_graphs=compiled_graphs)
+                            compiled_graphs=compiled_graphs, time_dilation=time_dilation)
     server = Server(controller, step_s=step_s, classes=classes.split(",") if classes else None)
     httpd = http_server(server, host, port)
     typer.echo(f"serving {sc.model.arch} on {len(sc.devices)} workers at http://{host}:{httpd.server_address[1]} "

@@ -46,7 +46,8 @@ def check_checkpoint_matches(scenario, checkpoint: str) -> None:
 
 class Controller:
     def __init__(self, scenario, checkpoint: str, solver: str = "fast", emulate_links: bool = True, address: str | None = None, seed: int = 0,
-                 measure_speeds: bool | None = None, probe_rates: bool | None = None, compiled_graphs: bool = False):
+                 measure_speeds: bool | None = None, probe_rates: bool | None = None, compiled_graphs: bool = False,
+                 time_dilation: float = 1.0):
         from adaptive_resnet.accuracy import AccuracyTable
         from adaptive_resnet.planning import Problem
         from adaptive_resnet.profile import profile_model
@@ -59,7 +60,8 @@ class Controller:
         self.rng = np.random.default_rng(seed)
         self.battery = np.array([d.energy_j for d in scenario.devices], float)
         self.problem = Problem(scenario, self.profile, self.table)
-        self.cluster = RayCluster(self.problem, checkpoint, address=address, emulate_links=emulate_links, compiled=compiled_graphs)
+        self.cluster = RayCluster(self.problem, checkpoint, address=address, emulate_links=emulate_links, compiled=compiled_graphs,
+                                  time_dilation=time_dilation)
         self._spent = np.zeros(len(scenario.devices))
         self.replans = 0
         # Measured compute speeds replace the configured ones on a real cluster; under link

@@ -42,7 +42,7 @@ def from_wire(a):
 
 class DeviceWorker:
     def __init__(self, device: str, checkpoint: str | Path, threads: int = 1, unit_macs: dict | None = None,
-                 emulated_speed_macs: float | None = None) -> None:
+                 emulated_speed_macs: float | None = None, time_dilation: float = 1.0) -> None:
         import torch
 
         from adaptive_resnet.train import TrainConfig, build_model, load_checkpoint
@@ -61,6 +61,10 @@ class DeviceWorker:
         # Device emulation: a call's compute is stretched to what the device's speed (Eq. 9)
         # would take, when the host is faster; counted as busy time, as the device would be.
         self.emulated_speed_macs = emulated_speed_macs
+        # Time dilation (as in network emulators, e.g. DieCast): every emulated duration runs
+        # ``time_dilation`` times longer on the host, and the worker reports host seconds
+        # divided by it, so a slow host's own costs shrink against the emulated ones.
+        self.time_dilation = time_dilation
 
     def load(self, units: list[str]) -> list[str]:
         """Load the weights of ``units`` (only theirs) into the skeleton."""
@@ -82,7 +86,7 @@ class DeviceWorker:
         x = from_wire(x)
         if inbound_rate_mbps:
             delay = x.numel() * x.element_size() * 8 / (inbound_rate_mbps * 1e6)
-            time.sleep(delay)
+            time.sleep(delay * self.time_dilation)
             self.transfer_s += delay
         self.load(units)
         plan = DropPlan.of(drops)
@@ -94,8 +98,8 @@ class DeviceWorker:
             dropped = plan.dropped(unit)
             macs += self.unit_macs.get(unit, {}).get(dropped.value if dropped else "full", 0) * x.shape[0]
         if self.emulated_speed_macs:
-            time.sleep(max(0.0, macs / self.emulated_speed_macs - (time.perf_counter() - t0)))
-        self.busy_s += time.perf_counter() - t0
+            time.sleep(max(0.0, macs / self.emulated_speed_macs * self.time_dilation - (time.perf_counter() - t0)))
+        self.busy_s += (time.perf_counter() - t0) / self.time_dilation
         self.macs_done += macs
         return to_wire(out)
 
