@@ -227,3 +227,23 @@ def test_fast_second_pass_only_keeps_a_better_plan_within_its_budget():
     assert (both.feasible, -both.evaluation.objective) >= (first_only.feasible, -first_only.evaluation.objective)
     again = solve_fast(problem)  # a budget of work, not time: the same plan every run
     assert [(r.candidate, r.devices.tolist()) for r in again.requests] == [(r.candidate, r.devices.tolist()) for r in both.requests]
+
+
+def test_fast_repairs_a_plan_whose_last_requests_fit_nowhere():
+    import sys
+
+    from adaptive_resnet.planning.fast import SearchOrder, _greedy, solve_fast
+    from adaptive_resnet.planning.routing import RouteBudget
+
+    # One device of 65 MB. The full network holds 51 MB of weights and 5.5 MB a request, the
+    # network without stage2.block2 31 MB and 3.5 MB. The greedy pass gives the first two
+    # requests the full network (62 MB) and then nothing fits the third (65.5 MB either way).
+    one = "  - {name: a, memory_mb: 65, speed_gmacs: 1, compute_limit_gmac: 100, energy_j: 1000}"
+    problem = Problem(scenario(one, requests=3, alpha=0.1), PROFILE, TABLE)  # accuracy first: the full network is best
+    greedy_plan, unplaced = _greedy(problem, SearchOrder.of(problem), 0, RouteBudget(sys.maxsize))
+    assert unplaced == 1 and not problem.evaluate(greedy_plan).feasible
+    repaired = solve_fast(problem)
+    assert repaired.feasible and repaired.note == ""
+    assert problem.evaluate(repaired.requests).objective == pytest.approx(repaired.evaluation.objective)
+    exact = solve(problem, "exact")
+    assert exact.feasible and exact.evaluation.objective <= repaired.evaluation.objective + 1e-12

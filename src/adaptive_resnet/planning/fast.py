@@ -6,7 +6,9 @@ remaining memory, compute and energy: first the plain shortest route, then the b
 contiguous per-device segments that fit (:func:`~adaptive_resnet.planning.routing.capacity_route`).
 What a request takes is subtracted before the next one is placed. When little work was needed,
 a second pass weighs a few more drop sets per request, within a fixed budget of segment DPs
-(work, not time, so the plan is the same on every machine). :func:`improve`, a local search
+(work, not time, so the plan is the same on every machine). When requests are left that fit
+nowhere, :func:`repair_tail` places the last ones again, most frugal drop sets first, within a
+budget of its own. :func:`improve`, a local search
 that re-places one request at a time, is left to the ``exact`` solver, which has time.
 """
 
@@ -72,6 +74,7 @@ class Residual:
 
 SECOND_PASS_TRIES = 4  # drop sets weighed after the first that fits, in fast's second pass
 FAST_ROUTE_BUDGET = 50  # segment DPs per fast solve, both passes (~0.12 ms each on the 2-core dev machine)
+REPAIR_ROUTE_BUDGET = 30  # segment DPs to repair a plan with requests that fit nowhere (10 and 20 were too few on N10-R30-tight)
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,40 @@ def _greedy(problem: Problem, search: SearchOrder, extra_tries: int, budget: Rou
     return requests, unplaced
 
 
+def repair_tail(problem: Problem, requests: list[RequestPlan], unplaced: int, search: SearchOrder,
+                budget: RouteBudget) -> list[RequestPlan] | None:
+    """A plan in which every request fits, made from ``requests`` (whose last ``unplaced`` fit
+    nowhere), or None. The greedy pass gives early requests the best drop set and leaves the
+    last ones memory too scattered to hold any: here the last t placed requests (t = 2, 4, 8,
+    ...) are taken out and they and the unplaced ones are placed again, smallest memory
+    footprint (weights and activations) first, each taking the first drop set that fits."""
+    p = problem
+    footprint = [(p.weight_bytes[c.units].sum() if p.shared_weights else 0.0) + c.memory_bytes.sum() for c in p.candidates]
+    frugal = SearchOrder(sorted(search.order, key=lambda c: (footprint[c], search.bounds[c])), search.bounds, search.shortest)
+    placed = requests[: len(requests) - unplaced]
+    t = 2
+    try:
+        while True:
+            t = min(t, len(placed))
+            residual = Residual(p)
+            for req in placed[: len(placed) - t]:
+                residual.take(req.candidate, req.devices)
+            tail = []
+            for _ in range(t + unplaced):
+                found = place_request(p, residual, frugal, extra_tries=0, budget=budget)
+                if found is None:
+                    break
+                residual.take(*found)
+                tail.append(RequestPlan(*found))
+            if len(tail) == t + unplaced:
+                return placed[: len(placed) - t] + tail
+            if t == len(placed):
+                return None
+            t *= 2
+    except BudgetSpent:
+        return None
+
+
 def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | None = None,
                route_budget: int = FAST_ROUTE_BUDGET, **_: object) -> Solution:
     """One greedy pass; then a second pass that weighs more drop sets per request
@@ -207,6 +244,10 @@ def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | Non
             ev = problem.evaluate(second[0])
             if (ev.feasible, -ev.objective) > (evaluation.feasible, -evaluation.objective):
                 (requests, unplaced), evaluation = second, ev
+    if unplaced:
+        repaired = repair_tail(problem, requests, unplaced, search, RouteBudget(REPAIR_ROUTE_BUDGET))
+        if repaired is not None and (ev := problem.evaluate(repaired)).feasible:
+            requests, evaluation, unplaced = repaired, ev, 0
     lower = min(search.bounds)
     note = f"{unplaced} request(s) fit no device set" if unplaced else ""
     return Solution("fast", requests, evaluation, time.perf_counter() - t0, lower_bound=lower, note=note)
