@@ -74,7 +74,7 @@ class Residual:
 
 SECOND_PASS_TRIES = 4  # drop sets weighed after the first that fits, in fast's second pass
 FAST_ROUTE_BUDGET = 50  # segment DPs per fast solve, both passes (~0.12 ms each on the 2-core dev machine)
-REPAIR_ROUTE_BUDGET = 30  # segment DPs to repair a plan with requests that fit nowhere (10 and 20 were too few on N10-R30-tight)
+REPAIR_ROUTE_BUDGET = 20  # segment DPs to repair a plan with requests that fit nowhere (10 were too few on N10-R30-tight)
 
 
 @dataclass(frozen=True)
@@ -206,9 +206,11 @@ def repair_tail(problem: Problem, requests: list[RequestPlan], unplaced: int, se
             residual = Residual(p)
             for req in placed[: len(placed) - t]:
                 residual.take(req.candidate, req.devices)
-            tail = []
+            tail, found = [], None
             for _ in range(t + unplaced):
-                found = place_request(p, residual, frugal, extra_tries=0, budget=budget)
+                # As in the greedy pass, the last choice is kept while it still fits.
+                if found is None or (residual.overflow(*found) > 1e-9).any():
+                    found = place_request(p, residual, frugal, extra_tries=0, budget=budget)
                 if found is None:
                     break
                 residual.take(*found)
