@@ -271,13 +271,17 @@ class RayCluster:
                     if len(flying) >= window or k == len(members) - 1:  # a graph holds few executions in flight
                         while flying:
                             j, ref, started = flying.pop(0)
-                            outcomes[j].logits = from_wire(ray.get(ref)).clone()  # its own, writable memory
-                            outcomes[j].latency_s = (time.perf_counter() - started) / self.time_dilation
+                            self._answer(outcomes[j], ray.get(ref), started)
             except Exception:  # noqa: BLE001  any failure of the compiled path: fall back, see above
                 self._drop_graph()
                 self.compiled = False
                 left += [i for i in members if outcomes[i].logits is None]
         return left
+
+    def _answer(self, outcome: Outcome, logits, started: float) -> None:
+        """Note a request's answer (the last worker's wire array) and its latency in emulated seconds."""
+        outcome.logits = from_wire(logits).clone()  # its own, writable memory, not the object store's
+        outcome.latency_s = (time.perf_counter() - started) / self.time_dilation
 
     def infer(self, images, plan_doc: dict, replan=None, max_attempts: int = 3) -> list[Outcome]:
         """Classify ``images`` (one request each) with ``plan_doc``'s requests, round-robin.
@@ -302,8 +306,7 @@ class RayCluster:
                 i = next(k for k, v in waiting.items() if v == ready[0])
                 del waiting[i]
                 try:
-                    outcomes[i].logits = from_wire(ray.get(ready[0])).clone()
-                    outcomes[i].latency_s = (time.perf_counter() - started[i]) / self.time_dilation
+                    self._answer(outcomes[i], ray.get(ready[0]), started[i])
                     outcomes[i].error = None
                 except (RayActorError, RayTaskError) as exc:
                     failed.append(i)
