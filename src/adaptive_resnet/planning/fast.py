@@ -131,6 +131,16 @@ def place_request(problem: Problem, residual: Residual, search: SearchOrder, ext
     return None if best is None else (best[1], best[2])
 
 
+def place_next(problem: Problem, residual: Residual, previous: tuple[int, np.ndarray] | None, search: SearchOrder,
+               extra_tries: int, budget: RouteBudget | None) -> tuple[int, np.ndarray] | None:
+    """The next request's drop set and route. Requests are alike: the previous request's choice
+    is kept while it still fits, which saves a search per request (the search runs again when
+    it no longer fits)."""
+    if previous is not None and (residual.overflow(*previous) <= 1e-9).all():
+        return previous
+    return place_request(problem, residual, search, extra_tries, budget)
+
+
 def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time_budget_s: float = float("inf"),
             search: SearchOrder | None = None) -> list[RequestPlan]:
     """Local search: take each request out, re-place it against the others, keep improvements."""
@@ -172,13 +182,7 @@ def _greedy(problem: Problem, search: SearchOrder, extra_tries: int, budget: Rou
     requests, unplaced = [], 0
     previous = None
     for _ in range(problem.requests):
-        # Requests are alike: the last request's choice is kept while it still fits, which
-        # saves a search per request (the search runs again when it no longer fits).
-        if previous is not None and (residual.overflow(*previous) <= 1e-9).all():
-            placed = previous
-        else:
-            placed = place_request(problem, residual, search, extra_tries, budget)
-            previous = placed
+        placed = previous = place_next(problem, residual, previous, search, extra_tries, budget)
         if placed is None:
             # Nothing fits: serve it the unconstrained best and let evaluation name the violation.
             unplaced += 1
@@ -208,9 +212,7 @@ def repair_tail(problem: Problem, requests: list[RequestPlan], unplaced: int, se
                 residual.take(req.candidate, req.devices)
             tail, found = [], None
             for _ in range(t + unplaced):
-                # As in the greedy pass, the last choice is kept while it still fits.
-                if found is None or (residual.overflow(*found) > 1e-9).any():
-                    found = place_request(p, residual, frugal, extra_tries=0, budget=budget)
+                found = place_next(p, residual, found, frugal, 0, budget)
                 if found is None:
                     break
                 residual.take(*found)
