@@ -8,8 +8,8 @@ What a request takes is subtracted before the next one is placed. When little wo
 a second pass weighs a few more drop sets per request, within a fixed budget of segment DPs
 (work, not time, so the plan is the same on every machine). When requests are left that fit
 nowhere, :func:`repair_tail` places the last ones again, most frugal drop sets first, within a
-budget of its own. :func:`improve`, a local search
-that re-places one request at a time, is left to the ``exact`` solver, which has time.
+budget of its own. :func:`improve`, a local search that re-places one request at a time, is
+left to the ``exact`` solver, which has time.
 """
 
 from __future__ import annotations
