@@ -166,15 +166,20 @@ def test_link_emulation_matches_the_cost_model(setup):
         cluster.shutdown()
 
 
+def all_on_a(problem):
+    """A plan running the whole network on device a (no transfer: its latency is the emulated
+    compute alone), and the cost model's prediction for it."""
+    cand = next(c for c in problem.candidates if not c.plan)
+    predicted = problem.latency_s(cand, np.zeros(len(cand.units), int))
+    return {"requests": [{"placement": {u: "a" for u in problem.units}, "latency_s": predicted}]}, predicted
+
+
 def test_device_emulation_matches_the_cost_model_and_serves_a_step_side_by_side(setup):
     root, _, problem = setup
     slow = Problem(problem.scenario, problem.profile, problem.table, speeds_gmacs=[0.005, 0.005, 0.005])  # compute dominates
     cluster = RayCluster(slow, str(root / "ckpt.pt"), emulate_links=True)
     try:
-        on_a = {u: "a" for u in slow.units}  # no transfer: the latency is the emulated compute alone
-        cand = next(c for c in slow.candidates if not c.plan)
-        predicted = slow.latency_s(cand, np.zeros(len(cand.units), int))
-        doc = {"requests": [{"placement": on_a, "latency_s": predicted}]}
+        doc, predicted = all_on_a(slow)
         cluster.infer(torch.randn(1, 3, 16, 16), doc)  # warm-up: the worker loads its weights
         outcomes = cluster.infer(torch.randn(4, 3, 16, 16), doc)  # one step's requests, all on one device
         assert predicted > 0.1
@@ -195,10 +200,7 @@ def test_time_dilation_runs_slower_and_reports_emulated_time(setup):
         RayCluster(quick, str(root / "ckpt.pt"), emulate_links=False, time_dilation=3.0)
     cluster = RayCluster(quick, str(root / "ckpt.pt"), emulate_links=True, time_dilation=3.0)
     try:
-        on_a = {u: "a" for u in quick.units}
-        cand = next(c for c in quick.candidates if not c.plan)
-        predicted = quick.latency_s(cand, np.zeros(len(cand.units), int))
-        doc = {"requests": [{"placement": on_a, "latency_s": predicted}]}
+        doc, predicted = all_on_a(quick)
         cluster.infer(torch.randn(1, 3, 16, 16), doc)  # warm-up: the worker loads its weights
         t0 = time.perf_counter()
         outcomes = cluster.infer(torch.randn(4, 3, 16, 16), doc)
