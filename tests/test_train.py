@@ -32,22 +32,30 @@ def test_tiny_run_writes_config_checkpoint_history(tiny_config, tmp_path):
     assert config == tiny_config and not model.training
 
 
-def test_resume_continues_without_recomputing(tiny_config, tmp_path, monkeypatch):
+def interrupted_after(checkpoints: int, config, out, monkeypatch) -> None:
+    """Run ``config`` in ``out`` as a process that dies right after its ``checkpoints``-th
+    checkpoint, then let checkpoints be written normally again."""
     import adaptive_resnet.train as train_module
 
-    out = tmp_path / "run"
-    real_save = train_module._atomic_save
+    real_save, saved = train_module._atomic_save, []
 
     def save_then_interrupt(obj, path):
         real_save(obj, path)
-        raise KeyboardInterrupt  # the process dies right after epoch 1's checkpoint
+        saved.append(path)
+        if len(saved) == checkpoints:
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "_atomic_save", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config, out, progress=False)
+        train(config, out, progress=False)
+    monkeypatch.setattr(train_module, "_atomic_save", real_save)
+
+
+def test_resume_continues_without_recomputing(tiny_config, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    interrupted_after(1, tiny_config, out, monkeypatch)  # dies right after epoch 1's checkpoint
     epoch1 = load_checkpoint(out / "last.pt")["history"]
     assert [h["epoch"] for h in epoch1] == [1]
-    monkeypatch.setattr(train_module, "_atomic_save", real_save)
     resumed = train(tiny_config, out, progress=False)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     assert resumed["history"][0] == epoch1[0]  # same timing and loss: epoch 1 was not run again
@@ -155,22 +163,9 @@ def test_swa_final_model_is_the_mean_of_the_epoch_end_weights(tiny_config, tmp_p
 
 
 def test_swa_resumes_with_its_running_average(tiny_config, tmp_path, monkeypatch):
-    import adaptive_resnet.train as train_module
-
     config = tiny_config.model_copy(update={"epochs": 3, "swa_start": 1, "schedule": "constant"})
     whole = train(config, tmp_path / "whole", progress=False)
-    real_save, calls = train_module._atomic_save, []
-
-    def save_then_interrupt(obj, path):
-        real_save(obj, path)
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # dies after epoch 2, holding an average of two
-
-    monkeypatch.setattr(train_module, "_atomic_save", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(train_module, "_atomic_save", real_save)
+    interrupted_after(2, config, tmp_path / "cut", monkeypatch)  # dies after epoch 2, holding an average of two
     resumed = train(config, tmp_path / "cut", progress=False)
     assert resumed["history"][-1]["swa_models"] == 3
     a = load_checkpoint(tmp_path / "whole" / "last.pt")["model"]
