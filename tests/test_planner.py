@@ -166,6 +166,19 @@ def test_cli_plan_and_evaluate(tmp_path):
     assert result.exit_code == 2 and "unknown device for stage1 in request 0 'fridge'" in result.output
 
 
+def test_cli_exact_json_is_clean_when_highs_runs():
+    # HiGHS prints a banner on stdout when a process first makes a solver; the column
+    # generation master must not let it into ``plan --json`` (a subprocess: the banner is
+    # written to file descriptor 1, which CliRunner does not capture).
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "adaptive_resnet.cli", "plan", "scenarios/paper.yaml", "--solver", "exact", "--json"],
+                         capture_output=True, text=True, check=True, timeout=120)
+    doc = json.loads(out.stdout)
+    assert "column generation" in doc["note"] and doc["lower_bound"] <= doc["objective"]
+
+
 @pytest.mark.parametrize("mode", ["shared-weights", "paper"])
 @pytest.mark.parametrize(("memory_mb", "compute_gmac", "alpha"), [(200, 100, 0.5), (40, 100, 0.5), (200, 4.5, 0.9), (60, 6, 0.7), (35, 5.5, 0.3)])
 def test_column_generation_bound_is_valid_and_its_plan_feasible(memory_mb, compute_gmac, alpha, mode):
@@ -185,6 +198,53 @@ def test_column_generation_bound_is_valid_and_its_plan_feasible(memory_mb, compu
     if plan is not None and np.isfinite(optimum):
         ev = problem.evaluate(plan)
         assert len(plan) == 2 and ev.feasible and ev.objective >= optimum - 1e-9
+
+
+COMPUTE_TIGHT = """  - {{name: a, memory_mb: 200, speed_gmacs: 1, compute_limit_gmac: {c}, energy_j: 60}}
+  - {{name: b, memory_mb: 200, speed_gmacs: 2, compute_limit_gmac: {c}, energy_j: 60}}
+  - {{name: c, memory_mb: 200, speed_gmacs: 3, compute_limit_gmac: {c}, energy_j: 60}}"""
+
+
+def feasible_plans(problem: Problem):
+    options = [(c, np.array(devs)) for c, cand in enumerate(problem.candidates)
+               for devs in itertools.product(range(len(problem.devices)), repeat=len(cand.units))]
+    for combo in itertools.combinations_with_replacement(range(len(options)), problem.requests):
+        plan = [RequestPlan(*options[i]) for i in combo]
+        if problem.evaluate(plan).feasible:
+            yield plan
+
+
+@pytest.mark.parametrize("compute_gmac", [2.2, 3.4, 4.5])
+def test_every_feasible_plan_satisfies_the_packing_rows(compute_gmac):
+    from adaptive_resnet.planning.colgen import PACKING_LEVELS, make_column, packing_counts, packing_grid
+
+    problem = Problem(scenario(COMPUTE_TIGHT.format(c=compute_gmac), requests=2, rates="default: 20"), PROFILE, TABLE)
+    grid, seen = packing_grid(problem), 0
+    rhs = np.arange(1, PACKING_LEVELS + 1)[None, :, None]
+    for plan in feasible_plans(problem):
+        total = sum(packing_counts(problem, make_column(problem, r.candidate, r.devices), grid) for r in plan)
+        assert (total <= rhs).all()
+        seen += 1
+    assert seen > 0
+
+
+@pytest.mark.parametrize("compute_gmac", [2.4, 2.8])
+def test_packing_rows_close_the_bound_where_whole_requests_do_not_fit(compute_gmac, monkeypatch):
+    # Two requests of 5.1 GMAC (or 3.1 with a block dropped) on three devices of 2.4 (2.8)
+    # GMAC each: fractions of columns spread over the devices; whole requests cannot.
+    from adaptive_resnet.planning import colgen
+    from adaptive_resnet.planning.routing import best_unconstrained
+
+    problem = Problem(scenario(COMPUTE_TIGHT.format(c=compute_gmac), requests=2, rates="matrix: [[0, 8, 30], [8, 0, 50], [30, 50, 0]]"),
+                      PROFILE, TABLE)
+    optimum = brute_force(problem)
+    unconstrained = best_unconstrained(problem)
+    floors = np.array([u[0] for u in unconstrained])
+    with_rows = colgen.column_generation(problem, [(0, unconstrained[0][2])], 5.0, floors).bound
+    monkeypatch.setattr(colgen, "PACKING_LEVELS", 0)
+    without = colgen.column_generation(problem, [(0, unconstrained[0][2])], 5.0, floors).bound
+    assert without < optimum - 0.05  # the plain master LP is loose here ...
+    assert with_rows == pytest.approx(optimum, rel=1e-9)  # ... and the packing rows close it
 
 
 def test_segment_route_equals_enumeration_of_segment_routes():
@@ -216,6 +276,34 @@ def test_segment_route_equals_enumeration_of_segment_routes():
             assert latency == pytest.approx(best, rel=1e-12) or (np.isinf(best) and np.isinf(latency))
             outcomes.add(bool(np.isfinite(best)))
     assert outcomes == {True, False}  # both routes found and none possible were checked
+
+
+def test_segment_prices_are_charged_once_per_segment_as_enumerated():
+    from adaptive_resnet.planning.routing import segment_route, segment_usage
+
+    problem = Problem(scenario(THREE.format(m=60, c=6), rates="matrix: [[0, 8, 30], [8, 0, 50], [30, 50, 0]]"), PROFILE, TABLE)
+    rng = np.random.default_rng(1)
+    N = len(problem.devices)
+    roomy = [np.full(N, 1e15)] * 3  # every route fits: only the prices decide
+    scale = np.array([5.1e9, 5.5e6, 10.0])  # a whole request's compute, activations, compute energy (at most)
+    hosted = np.zeros((len(problem.units), N), bool)
+
+    def priced(cand, devices, thresholds, prices):
+        where, usage = segment_usage(problem, cand, devices)
+        passed = usage[:, :, None] > thresholds[:, :, where].transpose(2, 0, 1)  # (S, 3, Q)
+        return problem.latency_s(cand, devices) + float((passed * prices[:, :, where].transpose(2, 0, 1)).sum())
+
+    moved = 0
+    for _ in range(10):
+        thresholds = rng.uniform(0, 1, (3, 2, N)) * scale[:, None, None]
+        prices = rng.uniform(0, 2, (3, 2, N))
+        for cand in problem.candidates:
+            best = min(priced(cand, np.array(d), thresholds, prices) for d in itertools.product(range(N), repeat=len(cand.units)))
+            _, devices = segment_route(problem, cand, *roomy, hosted, segment_price=(thresholds, prices))
+            assert priced(cand, devices, thresholds, prices) == pytest.approx(best, rel=1e-12)
+            _, unpriced = segment_route(problem, cand, *roomy, hosted)
+            moved += not np.array_equal(devices, unpriced)
+    assert moved > 0  # the prices did change some routes
 
 
 def test_fast_second_pass_only_keeps_a_better_plan_within_its_budget():

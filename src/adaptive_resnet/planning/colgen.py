@@ -9,9 +9,12 @@ has h[j, i] in [0, 1], device i hosting unit j's weights, with the valid inequal
 
 where U[j, i] is the most requests that device i's compute and memory could ever give unit j.
 Weights thus enter the bound, amortised over at most U requests, instead of being left out.
+Packing rows (:func:`packing_grid`) say what whole requests can share a device, which the LP
+would otherwise fill with fractions of them.
 
 Pricing is the capacity-aware segment DP of :mod:`~adaptive_resnet.planning.routing` with the
-master's dual prices: it finds the column of least reduced cost among all drop sets, and its
+master's dual prices: it finds each drop set's column of least reduced cost (all that price
+out enter the master, which HiGHS keeps and re-solves from its last basis), and the least
 value gives a Lagrangian lower bound (valid for any non-negative prices, so every round's bound
 counts, converged or not). The segment DP relaxes per-device totals within one request, so the
 columns it prices form a superset of the feasible ones and the bound stays valid.
@@ -28,7 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from adaptive_resnet.planning.problem import Problem, RequestPlan
-from adaptive_resnet.planning.routing import segment_route
+from adaptive_resnet.planning.routing import segment_route, segment_usage
+
+PACKING_LEVELS = 4  # k = 1..K: at most k segments on a device may each use over 1/(k+1) of it
 
 
 @dataclass
@@ -38,6 +43,7 @@ class Column:
     cost: float  # the request's own objective: alpha * latency / L_ref + beta * (1 - accuracy)
     usage: np.ndarray  # (3, N): compute (MACs), activation memory (bytes), energy (J)
     pairs: np.ndarray  # flat indices unit * N + device of the (unit, device) pairs it runs
+    segments: tuple[np.ndarray, np.ndarray]  # (device (S,), usage (S, 3)) of its segments: routing.segment_usage
 
 
 @dataclass
@@ -54,7 +60,43 @@ def make_column(problem: Problem, c: int, devices: np.ndarray) -> Column:
     devices = np.asarray(devices, int)
     memory, macs, energy = problem.request_usage(cand, devices)
     cost = problem.objective(problem.latency_s(cand, devices), cand.accuracy)
-    return Column(c, devices, cost, np.vstack([macs, memory, energy]), cand.units * len(problem.devices) + devices)
+    return Column(c, devices, cost, np.vstack([macs, memory, energy]), cand.units * len(problem.devices) + devices,
+                  segment_usage(problem, cand, devices))
+
+
+def packing_grid(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """The packing rows' thresholds, (3, Q, N), and the row level k - 1 of each of the Q.
+
+    Whole requests pack, fractions of requests do not. Row (r, k, i), for k = 1..K, reads
+
+        sum over all segments s on device i of #{m in 1..k : use_r(s) > m * cap_r,i / (k + 1)} <= k.
+
+    Valid for every plan: a segment's count is ceil((k+1) u / cap) - 1 < (k+1) u / cap, so the
+    counts of segments that fit together sum to less than k + 1, and they are integers (this
+    is Fekete and Schepers' dual feasible function u^(k) for bin packing, rounded down at its
+    steps). E.g. k = 1: at most one segment on a device may use over half of it; k = 3: one
+    over 3/4 and one over 1/4 cannot share it. The master LP, which mixes fractions of columns,
+    lacks these rows: on N10-R3-tight it spread three requests, each needing two of the five
+    fast devices, over those five. A segment is a maximal run on one device, so the segment
+    DP prices a column's coefficients exactly (each threshold a segment passes costs its row's
+    price) and the Lagrangian bound stays valid. Resources r: compute, activation memory and
+    compute energy, as :func:`~adaptive_resnet.planning.routing.segment_usage` counts them
+    (none more than what the device's capacity row counts for that segment).
+    """
+    caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
+    ks = [(k, m) for k in range(1, PACKING_LEVELS + 1) for m in range(1, k + 1)]
+    fraction = np.array([m / (k + 1) for k, m in ks], float)
+    return caps[:, None, :] * fraction[None, :, None], np.array([k - 1 for k, _ in ks], int)
+
+
+def packing_counts(problem: Problem, col: Column, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(3, K, N): ``col``'s coefficients in the packing rows of :func:`packing_grid`."""
+    thresholds, level = grid
+    counts = np.zeros((3, PACKING_LEVELS, thresholds.shape[2]))
+    for device, usage in zip(*col.segments, strict=True):
+        passed = (usage[:, None] > thresholds[:, :, device]).astype(float)  # (3, Q)
+        np.add.at(counts[:, :, device], (slice(None), level), passed)
+    return counts
 
 
 def hosting_capacity(problem: Problem) -> np.ndarray:
@@ -74,16 +116,19 @@ def hosting_capacity(problem: Problem) -> np.ndarray:
     return np.maximum(cap, 0).astype(float)
 
 
-def _prices_value(problem: Problem, lam: np.ndarray, mu: np.ndarray | None, cutoff: float, order: list[int],
-                  floors: np.ndarray) -> tuple[float, Column | None]:
-    """min over columns of cost + R * price, by the priced segment DP (None if nothing fits)."""
+def _prices_value(problem: Problem, lam: np.ndarray, mu: np.ndarray | None, pi: np.ndarray | None, cutoff: float,
+                  order: list[int], floors: np.ndarray) -> tuple[float, list[tuple[float, Column]]]:
+    """min over columns of cost + R * price, by the priced segment DP (inf if nothing fits), and
+    each drop set's least priced column below ``cutoff``, as (value, column) pairs."""
     R, N = problem.requests, len(problem.devices)
     weight = problem.alpha / problem.reference_latency_s
     empty = np.zeros((len(problem.units), N), bool)
-    best, best_col = np.inf, None
+    grid = packing_grid(problem)
+    segment_price = None if pi is None or not pi.any() else (grid[0], R * pi[:, grid[1], :])
+    best, found = np.inf, []
     for c in order:
-        if floors[c] >= min(best, cutoff):
-            break  # order is by floor: no later drop set can do better
+        if floors[c] >= max(best, cutoff):
+            break  # order is by floor: no later drop set can do better, or price out
         cand = problem.candidates[c]
         comp_t = problem.compute_s(cand)
         node = R * (lam[0] * cand.macs[:, None] + lam[1] * cand.memory_bytes[:, None] + lam[2] * comp_t * problem.compute_w)
@@ -91,7 +136,8 @@ def _prices_value(problem: Problem, lam: np.ndarray, mu: np.ndarray | None, cuto
             node = node + R * mu[cand.units]
         edge = R * lam[2][None, :, None] * problem.transfer_s(cand) * problem.transmit_w
         _, devices = segment_route(problem, cand, problem.memory_limit_bytes, problem.compute_limit_macs,
-                                   problem.energy_limit_j, empty, node_price=node, edge_price=edge, latency_weight=weight)
+                                   problem.energy_limit_j, empty, node_price=node, edge_price=edge, latency_weight=weight,
+                                   segment_price=segment_price)
         if not np.isfinite(_):
             continue
         col = make_column(problem, c, devices)
@@ -99,16 +145,19 @@ def _prices_value(problem: Problem, lam: np.ndarray, mu: np.ndarray | None, cuto
         moved = devices[:-1] != devices[1:]
         value = (col.cost + node[L, devices].sum()
                  + edge[L[:-1], devices[:-1], devices[1:]][moved].sum())
-        if value < best:
-            best, best_col = value, col
-    return best, best_col
+        if segment_price is not None:
+            value += float((packing_counts(problem, col, grid) * R * pi).sum())
+        best = min(best, value)
+        if value < cutoff:
+            found.append((value, col))
+    return best, found
 
 
-def _master_rows(problem: Problem, columns: list[Column], link: np.ndarray, extra_cols: int = 0):
+def _master_rows(problem: Problem, columns: list[Column], link: np.ndarray):
     """The master's inequality rows: per device compute, memory (activations + hosted weights)
     and energy, then one linking row per (unit, device) pair, ``uses <= link[j, i] * h``.
 
-    Variables: one n_p per column, one h per pair, then ``extra_cols`` more (zero here).
+    Variables: one n_p per column, then one h per pair.
     Returns (A_ub, b_ub, pairs) with pairs the flat indices unit * N + device of the h's.
     """
     from scipy.sparse import coo_matrix
@@ -136,41 +185,135 @@ def _master_rows(problem: Problem, columns: list[Column], link: np.ndarray, extr
         rows += [N + i, 3 * N + k]
         cols += [P + k, P + k]
         vals += [problem.weight_bytes[j], -float(link[j, i])]
-    A = coo_matrix((vals, (rows, cols)), shape=(3 * N + H, P + H + extra_cols)).tocsr()
+    A = coo_matrix((vals, (rows, cols)), shape=(3 * N + H, P + H)).tocsr()
     return A, np.concatenate([caps, np.zeros(H)]), pairs
 
 
-def _master_lp(problem: Problem, columns: list[Column], U: np.ndarray):
-    """Solve the master LP; returns (value, lam (3, N) >= 0, mu (units, N) >= 0 or None, x)."""
-    from scipy.optimize import linprog
-
-    R, N = problem.requests, len(problem.devices)
-    P = len(columns)
-    A_ub, b_ub, pairs = _master_rows(problem, columns, U, extra_cols=1)
-    H = len(pairs)
-    # The artificial variable keeps the master feasible before real columns cover R requests.
-    big = 10.0 * max(col.cost for col in columns) + 10.0
-    A_eq = np.zeros((1, P + H + 1))
-    A_eq[0, :P] = 1.0
-    A_eq[0, -1] = 1.0
-    c = np.concatenate([[col.cost / R for col in columns], np.zeros(H), [big]])
-    res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=[R], bounds=[(0, None)] * P + [(0, 1)] * H + [(0, None)], method="highs")
-    if res.status != 0:
-        return np.inf, None, None, None
-    lam = np.maximum(-res.ineqlin.marginals[: 3 * N].reshape(3, N), 0.0)
-    mu = None
-    if H:
-        mu = np.zeros((len(problem.units), N))
-        for k, q in enumerate(pairs):
-            j, i = divmod(q, N)
-            mu[j, i] = max(-res.ineqlin.marginals[3 * N + k], 0.0)
-    return float(res.fun), lam, mu, res.x
+_HIGHS_BANNER_SHOWN = False
 
 
-def lagrangian_value(problem: Problem, priced_min: float, lam: np.ndarray, mu: np.ndarray | None, U: np.ndarray) -> float:
-    """The Lagrangian bound for prices (lam, mu) given the least priced column value."""
+def _highs():
+    """A silent HiGHS instance. HiGHS prints its banner to stdout when the process makes its
+    first one, before any option can be set; that would corrupt ``plan --json``."""
+    global _HIGHS_BANNER_SHOWN
+    import os
+    import sys
+
+    import highspy
+
+    if _HIGHS_BANNER_SHOWN:
+        highs = highspy.Highs()
+    else:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 1)
+                highs = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        _HIGHS_BANNER_SHOWN = True
+    highs.setOptionValue("output_flag", False)
+    return highs
+
+
+class _Master:
+    """The master LP, kept in one HiGHS instance: each new column (and each new hosting
+    variable with its linking row) is added to it, and each solve starts from the last basis.
+    Rebuilding and solving it from scratch every round took most of column generation's time
+    (N = 30, R = 10: 2.6 s of 5 s building rows, 1.1 s solving).
+
+    Rows: capacities (3N: compute, memory, energy per device), packing rows (3KN,
+    :func:`packing_grid`), the request count (sum n_p = R), then linking rows as pairs appear.
+    Columns: an artificial one (keeps the LP feasible before the columns cover R requests),
+    then n_p per column and h per (unit, device) pair, in the order they were added.
+    """
+
+    def __init__(self, problem: Problem, U: np.ndarray) -> None:
+        import highspy
+
+        self.problem, self.U = problem, U
+        N = len(problem.devices)
+        self.N, self.R = N, problem.requests
+        self.inf = highspy.kHighsInf
+        self.grid = packing_grid(problem)
+        self.highs = _highs()
+        # Capacity rows divided by the capacity (MACs ~1e9, bytes ~1e8, joules ~1e2 side by side
+        # left HiGHS with an unknown status on N30-R3-tight); their prices are scaled back.
+        self.scale = np.maximum(np.concatenate([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j]), 1e-12)
+        packing_rhs = np.broadcast_to(np.arange(1.0, PACKING_LEVELS + 1)[None, :, None], (3, PACKING_LEVELS, N)).ravel()
+        upper = np.concatenate([np.ones(3 * N), packing_rhs, [self.R]])
+        lower = np.concatenate([np.full(len(upper) - 1, -self.inf), [self.R]])
+        self.count_row = len(upper) - 1
+        self.highs.addRows(len(upper), lower, upper, 0, np.zeros(len(upper), np.int32), np.array([], np.int32), np.array([]))
+        self.n_rows, self.n_cols = len(upper), 0
+        self.columns: list[int] = []  # HiGHS column of each master column
+        self.pair_var: dict[int, int] = {}  # pair -> HiGHS column of its h
+        self.pair_row: dict[int, int] = {}  # pair -> HiGHS row of its linking constraint
+        self._add_col(0.0, self.inf, np.array([self.count_row]), np.array([1.0]), cost=1e3)  # the artificial column
+
+    def _add_col(self, lo: float, hi: float, rows: np.ndarray, vals: np.ndarray, cost: float) -> int:
+        self.highs.addCol(float(cost), lo, hi, len(rows), np.asarray(rows, np.int32), np.asarray(vals, float))
+        self.n_cols += 1
+        return self.n_cols - 1
+
+    def add(self, col: Column) -> None:
+        N = self.N
+        if self.problem.shared_weights:
+            for q in np.unique(col.pairs):
+                q = int(q)
+                if q not in self.pair_var:  # a new hosting variable: weights on its device's memory row
+                    j, i = divmod(q, N)
+                    self.pair_var[q] = self._add_col(0.0, 1.0, np.array([N + i]), np.array([self.problem.weight_bytes[j] / self.scale[N + i]]), 0.0)
+                    self.highs.addRow(-self.inf, 0.0, 1, np.array([self.pair_var[q]], np.int32), np.array([-float(self.U[j, i])]))
+                    self.pair_row[q] = self.n_rows
+                    self.n_rows += 1
+        usage = col.usage.ravel()
+        nz = np.flatnonzero(usage)
+        packing = packing_counts(self.problem, col, self.grid).ravel()
+        nzp = np.flatnonzero(packing)
+        rows = [nz, 3 * N + nzp, [self.count_row]]
+        vals = [usage[nz] / self.scale[nz], packing[nzp], [1.0]]
+        if self.problem.shared_weights:
+            q, uses = np.unique(col.pairs, return_counts=True)
+            rows.append([self.pair_row[int(k)] for k in q])
+            vals.append(uses.astype(float))
+        self.columns.append(self._add_col(0.0, self.inf, np.concatenate(rows).astype(int), np.concatenate(vals), col.cost / self.R))
+
+    def solve(self):
+        """(value, lam (3, N), mu (units, N) or None, pi (3, K, N), sigma, n_p per column), prices
+        >= 0 and sigma the price of a request (the dual of sum n_p = R); value inf if it fails."""
+        import highspy
+
+        self.highs.run()
+        if self.highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            self.highs.clearSolver()  # from scratch, without the last basis
+            self.highs.run()
+            if self.highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                return np.inf, None, None, None, None, None
+        sol = self.highs.getSolution()
+        duals = np.maximum(-np.asarray(sol.row_dual), 0.0)
+        x = np.asarray(sol.col_value)
+        N, K = self.N, PACKING_LEVELS
+        lam = (duals[: 3 * N] / self.scale).reshape(3, N)
+        pi = duals[3 * N : 3 * N + 3 * K * N].reshape(3, K, N)
+        mu = None
+        if self.problem.shared_weights:
+            mu = np.zeros((len(self.problem.units), N))
+            for q, row in self.pair_row.items():
+                mu[divmod(q, N)] = duals[row]
+        value = float(self.highs.getInfo().objective_function_value)
+        return value, lam, mu, pi, float(sol.row_dual[self.count_row]), x[self.columns]
+
+
+def lagrangian_value(problem: Problem, priced_min: float, lam: np.ndarray, mu: np.ndarray | None, U: np.ndarray,
+                     pi: np.ndarray | None = None) -> float:
+    """The Lagrangian bound for prices (lam, mu, pi) given the least priced column value."""
     caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
     value = priced_min - float((lam * caps).sum())
+    if pi is not None:  # the packing rows' right-hand sides: k for threshold level k
+        value -= float((pi * np.arange(1.0, pi.shape[1] + 1)[None, :, None]).sum())
     if problem.shared_weights and mu is not None:
         # min over h in [0, 1] of h * (lam_mem_i * w_j - mu_ji * U_ji): only negative terms count.
         value += float(np.minimum(lam[1][None, :] * problem.weight_bytes[:, None] - mu * U, 0.0).sum())
@@ -189,31 +332,43 @@ def column_generation(problem: Problem, seed: list[tuple[int, np.ndarray]], time
     columns: list[Column] = []
     seen: set[tuple] = set()
 
+    master = _Master(problem, U)
+
     def add(col: Column) -> bool:
         key = (col.candidate, tuple(col.devices.tolist()))
         if key in seen:
             return False
         seen.add(key)
         columns.append(col)
+        master.add(col)
         return True
 
+    caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes,
+                      problem.energy_limit_j])
     for c, devices in seed:
-        add(make_column(problem, c, devices))
+        col = make_column(problem, c, devices)
+        alone = col.usage.copy()
+        if problem.shared_weights:
+            np.add.at(alone[1], col.devices, problem.weight_bytes[problem.candidates[c].units])
+        if (alone <= caps * (1 + 1e-9)).all():  # a seed no plan can use (a device overflows with it alone) only loosens the LP
+            add(col)
     order = [int(c) for c in np.argsort(floors) if np.isfinite(floors[c])]
     best_bound, lp_value, rounds, counts = -np.inf, np.inf, 0, None
     while time.perf_counter() - t0 < time_budget_s:
         rounds += 1
-        lp_value, lam, mu, x = _master_lp(problem, columns, U)
+        lp_value, lam, mu, pi, sigma, counts = master.solve()
         if lam is None:
             break
-        counts = x[: len(columns)]
-        priced_min, col = _prices_value(problem, lam, mu, np.inf, order, floors)
-        if col is None:
+        # Every drop set's best column that prices out enters, not just the best one: the
+        # master then needs several times fewer rounds (each an LP and a pricing pass).
+        priced_min, found = _prices_value(problem, lam, mu, pi, problem.requests * sigma, order, floors)
+        if not np.isfinite(priced_min):
             best_bound = np.inf  # no request fits the devices at all
             break
-        best_bound = max(best_bound, lagrangian_value(problem, priced_min, lam, mu, U))
-        if best_bound >= lp_value - 1e-9 * max(1.0, abs(lp_value)) or not add(col):
-            break  # converged: the LP bound is reached or the best column is already in
+        best_bound = max(best_bound, lagrangian_value(problem, priced_min, lam, mu, U, pi))
+        added = [add(col) for _, col in sorted(found, key=lambda f: f[0])]
+        if best_bound >= lp_value - 1e-9 * max(1.0, abs(lp_value)) or not any(added):
+            break  # converged: the LP bound is reached or no new column prices out
     if counts is not None and len(counts) < len(columns):  # the last column came after the LP
         counts = np.append(counts, np.zeros(len(columns) - len(counts)))
     return ColumnGenerationResult(best_bound, columns, rounds, lp_value, counts)

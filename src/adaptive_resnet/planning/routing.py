@@ -86,11 +86,15 @@ def segment_route(
     node_price: np.ndarray | None = None,
     edge_price: np.ndarray | None = None,
     latency_weight: float = 1.0,
+    segment_price: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[float, np.ndarray]:
     """Minimum-latency route made of contiguous segments, each fitting its device's remainder.
 
     With prices, the DP minimises ``latency_weight * latency + node_price + edge_price`` instead
     (prices in the same units; :mod:`~adaptive_resnet.planning.colgen` prices columns with it).
+    ``segment_price`` = (thresholds, prices), both (3, K, N): a segment on device i whose
+    compute, activation memory or compute energy (:func:`segment_usage`, r = 0, 1, 2) exceeds
+    thresholds[r, k, i] pays prices[r, k, i], once per segment.
 
     A route visits a device in one contiguous run of units (a *segment*); the DP is over segment
     ends, so each segment's total compute, memory (with weights not yet hosted there) and
@@ -119,10 +123,15 @@ def segment_route(
     else:
         cum_banned = _cumulative(np.broadcast_to(~(allowed & problem.available[None, :]), (L, N)))
     cum_macs, cum_energy = static["cum_macs"], static["cum_energy"]
+    if segment_price is None:
+        cum_res, thresholds, prices = np.zeros((0, 3, N)), np.zeros((3, 0, N)), np.zeros((3, 0, N))
+    else:
+        cum_res = np.stack([np.broadcast_to(cum_macs[:, None], (L + 1, N)), static["cum_act"], cum_energy], axis=1)
+        thresholds, prices = (np.ascontiguousarray(a, dtype=float) for a in segment_price)
     tol = 1 + 1e-9
     best, seg_start, enter_from = _segment_dp(
         cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left * tol, memory_left * tol, energy_left * tol,
-        np.ascontiguousarray(transfer))
+        np.ascontiguousarray(transfer), cum_res, thresholds, prices)
     end = int(best[L].argmin())
     if not np.isfinite(best[L, end]):
         return float("inf"), np.zeros(L, int)
@@ -158,6 +167,7 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
             "cum_macs": _cumulative(cand.macs.astype(float)),
             "cum_energy": _cumulative(compute_t) * problem.compute_w,
             "cum_mem": _cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N))),
+            "cum_act": np.ascontiguousarray(_cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N)))),
             "cum_banned": _cumulative(np.broadcast_to(~problem.available[None, :], (L, N)).astype(float)),
         }
 
@@ -165,18 +175,24 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
 
 
 @numba.njit(cache=True)
-def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, memory_left, energy_left, transfer):
+def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, memory_left, energy_left, transfer,
+                cum_res, thresholds, prices):
     """The DP over segment ends, compiled: a segment [a, b) on device k costs
     cum_t[b, k] - cum_t[a, k] and fits when its compute, memory and energy (differences of the
     cumulative sums) are within what k has left and it crosses no banned unit. In numpy this
     was an (L+1, L+1, N) tensor and ~8 small array calls per unit, which made it the heuristics'
     bottleneck (0.36 ms a route at N = 30). Ties go to the lowest index, as numpy's argmin does.
 
+    With ``thresholds`` and ``prices`` of shape (3, K, N), K > 0, a segment on k also pays
+    prices[r, q, k] for every resource r whose use over the segment (from ``cum_res``, (L+1, 3, N))
+    exceeds thresholds[r, q, k].
+
     Returns best[b, k] (cheapest route of units [0, b) whose last segment ends on device k),
     seg_start[b, k] (where that segment starts) and enter_from[a, k] (the device before a
     segment that starts at unit a on device k).
     """
     L, N = cum_t.shape[0] - 1, cum_t.shape[1]
+    K = thresholds.shape[1]
     best = np.full((L + 1, N), np.inf)
     enter = np.full((L + 1, N), np.inf)  # cost to start a segment at unit a on device k
     enter[0, :] = 0.0
@@ -192,6 +208,12 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
                         or cum_energy[b, k] - cum_energy[a, k] > energy_left[k]):
                     continue
                 v = enter[a, k] + (cum_t[b, k] - cum_t[a, k])
+                if K > 0:
+                    for r in range(thresholds.shape[0]):
+                        used = cum_res[b, r, k] - cum_res[a, r, k]
+                        for q in range(K):
+                            if used > thresholds[r, q, k]:
+                                v += prices[r, q, k]
                 if v < low:
                     low, arg = v, a
             best[b, k], seg_start[b, k] = low, arg
@@ -267,6 +289,18 @@ def capacity_route(
             return latency, devices
         share[over > 1e-9] *= 0.5
     return None
+
+
+def segment_usage(problem: Problem, cand: Candidate, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A route's segments (maximal runs of units on one device): (devices (S,), usage (S, 3)),
+    usage being compute (MACs), activation memory (bytes) and compute energy (J) per segment.
+    Every request uses these on a device for itself, whatever the others do, which is what
+    lets column generation count segments that no other request's can share a device with."""
+    devices = np.asarray(devices, int)
+    starts = np.flatnonzero(np.r_[True, devices[1:] != devices[:-1]])
+    energy = cand.macs / problem.speed_macs[devices] * problem.compute_w
+    per_unit = np.stack([cand.macs, cand.memory_bytes, energy], axis=1)
+    return devices[starts], np.add.reduceat(per_unit, starts, axis=0)
 
 
 def single_request_bound(problem: Problem) -> float:
