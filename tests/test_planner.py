@@ -216,13 +216,13 @@ def feasible_plans(problem: Problem):
 
 @pytest.mark.parametrize("compute_gmac", [2.2, 3.4, 4.5])
 def test_every_feasible_plan_satisfies_the_packing_rows(compute_gmac):
-    from adaptive_resnet.planning.colgen import PACKING_LEVELS, make_column, packing_counts, packing_grid
+    from adaptive_resnet.planning.colgen import PACKING_LEVELS, make_column
 
     problem = Problem(scenario(COMPUTE_TIGHT.format(c=compute_gmac), requests=2, rates="default: 20"), PROFILE, TABLE)
-    grid, seen = packing_grid(problem), 0
+    seen = 0
     rhs = np.arange(1, PACKING_LEVELS + 1)[None, :, None]
     for plan in feasible_plans(problem):
-        total = sum(packing_counts(problem, make_column(problem, r.candidate, r.devices), grid) for r in plan)
+        total = sum(make_column(problem, r.candidate, r.devices).packing for r in plan)
         assert (total <= rhs).all()
         seen += 1
     assert seen > 0
@@ -279,7 +279,7 @@ def test_segment_route_equals_enumeration_of_segment_routes():
 
 
 def test_segment_prices_are_charged_once_per_segment_as_enumerated():
-    from adaptive_resnet.planning.routing import segment_route, segment_usage
+    from adaptive_resnet.planning.routing import SegmentPrices, segment_route, segment_usage
 
     problem = Problem(scenario(THREE.format(m=60, c=6), rates="matrix: [[0, 8, 30], [8, 0, 50], [30, 50, 0]]"), PROFILE, TABLE)
     rng = np.random.default_rng(1)
@@ -299,7 +299,7 @@ def test_segment_prices_are_charged_once_per_segment_as_enumerated():
         prices = rng.uniform(0, 2, (3, 2, N))
         for cand in problem.candidates:
             best = min(priced(cand, np.array(d), thresholds, prices) for d in itertools.product(range(N), repeat=len(cand.units)))
-            _, devices = segment_route(problem, cand, *roomy, hosted, segment_price=(thresholds, prices))
+            _, devices = segment_route(problem, cand, *roomy, hosted, segment_price=SegmentPrices.of(thresholds, prices))
             assert priced(cand, devices, thresholds, prices) == pytest.approx(best, rel=1e-12)
             _, unpriced = segment_route(problem, cand, *roomy, hosted)
             moved += not np.array_equal(devices, unpriced)

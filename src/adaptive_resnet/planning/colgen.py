@@ -31,9 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from adaptive_resnet.planning.problem import Problem, RequestPlan
-from adaptive_resnet.planning.routing import segment_route, segment_usage
+from adaptive_resnet.planning.routing import SegmentPrices, segment_route, segment_usage
 
-PACKING_LEVELS = 4  # k = 1..K: at most k segments on a device may each use over 1/(k+1) of it
+PACKING_LEVELS = 24  # k = 1..K: the packing rows of packing_grid (12 gave N10-R3-tight 0.6073, 24 0.6080, 4 0.5974)
+SMOOTHING = 0.5  # weight of the best bound's prices in the prices a round prices at
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Column:
     usage: np.ndarray  # (3, N): compute (MACs), activation memory (bytes), energy (J)
     pairs: np.ndarray  # flat indices unit * N + device of the (unit, device) pairs it runs
     segments: tuple[np.ndarray, np.ndarray]  # (device (S,), usage (S, 3)) of its segments: routing.segment_usage
+    packing: np.ndarray  # (3, K, N): its coefficients in the packing rows (packing_counts)
 
 
 @dataclass
@@ -60,8 +62,9 @@ def make_column(problem: Problem, c: int, devices: np.ndarray) -> Column:
     devices = np.asarray(devices, int)
     memory, macs, energy = problem.request_usage(cand, devices)
     cost = problem.objective(problem.latency_s(cand, devices), cand.accuracy)
+    segments = segment_usage(problem, cand, devices)
     return Column(c, devices, cost, np.vstack([macs, memory, energy]), cand.units * len(problem.devices) + devices,
-                  segment_usage(problem, cand, devices))
+                  segments, packing_counts(problem, segments, packing_grid(problem)))
 
 
 def packing_grid(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
@@ -83,19 +86,25 @@ def packing_grid(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
     compute energy, as :func:`~adaptive_resnet.planning.routing.segment_usage` counts them
     (none more than what the device's capacity row counts for that segment).
     """
-    caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
-    ks = [(k, m) for k in range(1, PACKING_LEVELS + 1) for m in range(1, k + 1)]
-    fraction = np.array([m / (k + 1) for k, m in ks], float)
-    return caps[:, None, :] * fraction[None, :, None], np.array([k - 1 for k, _ in ks], int)
+    key = ("packing_grid", PACKING_LEVELS)
+    cache = problem.__dict__.setdefault("_colgen", {})
+    if key not in cache:
+        caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
+        ks = [(k, m) for k in range(1, PACKING_LEVELS + 1) for m in range(1, k + 1)]
+        fraction = np.array([m / (k + 1) for k, m in ks], float)
+        cache[key] = (caps[:, None, :] * fraction[None, :, None], np.array([k - 1 for k, _ in ks], int))
+    return cache[key]
 
 
-def packing_counts(problem: Problem, col: Column, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """(3, K, N): ``col``'s coefficients in the packing rows of :func:`packing_grid`."""
+def packing_counts(problem: Problem, segments: tuple[np.ndarray, np.ndarray], grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(3, K, N): the coefficients in the packing rows of :func:`packing_grid` of a route with
+    ``segments`` (:func:`~adaptive_resnet.planning.routing.segment_usage`)."""
     thresholds, level = grid
+    to_level = np.zeros((len(level), PACKING_LEVELS))
+    to_level[np.arange(len(level)), level] = 1.0
     counts = np.zeros((3, PACKING_LEVELS, thresholds.shape[2]))
-    for device, usage in zip(*col.segments, strict=True):
-        passed = (usage[:, None] > thresholds[:, :, device]).astype(float)  # (3, Q)
-        np.add.at(counts[:, :, device], (slice(None), level), passed)
+    for device, usage in zip(*segments, strict=True):
+        counts[:, :, device] += (usage[:, None] > thresholds[:, :, device]).astype(float) @ to_level
     return counts
 
 
@@ -116,15 +125,40 @@ def hosting_capacity(problem: Problem) -> np.ndarray:
     return np.maximum(cap, 0).astype(float)
 
 
-def _prices_value(problem: Problem, lam: np.ndarray, mu: np.ndarray | None, pi: np.ndarray | None, cutoff: float,
-                  order: list[int], floors: np.ndarray) -> tuple[float, list[tuple[float, Column]]]:
-    """min over columns of cost + R * price, by the priced segment DP (inf if nothing fits), and
-    each drop set's least priced column below ``cutoff``, as (value, column) pairs."""
+@dataclass
+class Prices:
+    """Dual prices of the master's rows, all >= 0: capacities (3, N), hosting links (units, N)
+    or None, packing rows (3, K, N)."""
+
+    lam: np.ndarray
+    mu: np.ndarray | None
+    pi: np.ndarray
+
+    def blend(self, other: Prices, weight: float) -> Prices:
+        """weight * self + (1 - weight) * other."""
+        mu = None if self.mu is None else weight * self.mu + (1 - weight) * other.mu
+        return Prices(weight * self.lam + (1 - weight) * other.lam, mu, weight * self.pi + (1 - weight) * other.pi)
+
+
+def priced_value(problem: Problem, col: Column, prices: Prices) -> float:
+    """A column's own objective plus R times what it uses at ``prices`` (the quantity pricing
+    minimises: below R * sigma it prices out)."""
+    value = float((prices.lam * col.usage).sum() + (prices.pi * col.packing).sum())
+    if prices.mu is not None:
+        value += float(prices.mu.ravel()[col.pairs].sum())
+    return col.cost + problem.requests * value
+
+
+def _prices_value(problem: Problem, prices: Prices, cutoff: float, order: list[int],
+                  floors: np.ndarray) -> tuple[float, list[tuple[float, Column]]]:
+    """min over columns of :func:`priced_value`, by the priced segment DP (inf if nothing fits),
+    and each drop set's least priced column below ``cutoff``, as (value, column) pairs."""
     R, N = problem.requests, len(problem.devices)
+    lam, mu, pi = prices.lam, prices.mu, prices.pi
     weight = problem.alpha / problem.reference_latency_s
     empty = np.zeros((len(problem.units), N), bool)
     grid = packing_grid(problem)
-    segment_price = None if pi is None or not pi.any() else (grid[0], R * pi[:, grid[1], :])
+    segment_price = None if not pi.any() else SegmentPrices.of(grid[0], R * pi[:, grid[1], :])
     best, found = np.inf, []
     for c in order:
         if floors[c] >= max(best, cutoff):
@@ -135,18 +169,13 @@ def _prices_value(problem: Problem, lam: np.ndarray, mu: np.ndarray | None, pi: 
         if mu is not None:
             node = node + R * mu[cand.units]
         edge = R * lam[2][None, :, None] * problem.transfer_s(cand) * problem.transmit_w
-        _, devices = segment_route(problem, cand, problem.memory_limit_bytes, problem.compute_limit_macs,
-                                   problem.energy_limit_j, empty, node_price=node, edge_price=edge, latency_weight=weight,
-                                   segment_price=segment_price)
-        if not np.isfinite(_):
+        latency, devices = segment_route(problem, cand, problem.memory_limit_bytes, problem.compute_limit_macs,
+                                         problem.energy_limit_j, empty, node_price=node, edge_price=edge, latency_weight=weight,
+                                         segment_price=segment_price)
+        if not np.isfinite(latency):
             continue
         col = make_column(problem, c, devices)
-        L = np.arange(len(devices))
-        moved = devices[:-1] != devices[1:]
-        value = (col.cost + node[L, devices].sum()
-                 + edge[L[:-1], devices[:-1], devices[1:]][moved].sum())
-        if segment_price is not None:
-            value += float((packing_counts(problem, col, grid) * R * pi).sum())
+        value = priced_value(problem, col, prices)
         best = min(best, value)
         if value < cutoff:
             found.append((value, col))
@@ -224,8 +253,9 @@ class _Master:
     Rebuilding and solving it from scratch every round took most of column generation's time
     (N = 30, R = 10: 2.6 s of 5 s building rows, 1.1 s solving).
 
-    Rows: capacities (3N: compute, memory, energy per device), packing rows (3KN,
-    :func:`packing_grid`), the request count (sum n_p = R), then linking rows as pairs appear.
+    Rows: capacities (3N: compute, memory, energy per device), the request count (sum n_p =
+    R), then linking rows as pairs appear and packing rows (:func:`packing_grid`) as the LP
+    violates them (:meth:`cut`).
     Columns: an artificial one (keeps the LP feasible before the columns cover R requests),
     then n_p per column and h per (unit, device) pair, in the order they were added.
     """
@@ -237,20 +267,20 @@ class _Master:
         N = len(problem.devices)
         self.N, self.R = N, problem.requests
         self.inf = highspy.kHighsInf
-        self.grid = packing_grid(problem)
         self.highs = _highs()
         # Capacity rows divided by the capacity (MACs ~1e9, bytes ~1e8, joules ~1e2 side by side
         # left HiGHS with an unknown status on N30-R3-tight); their prices are scaled back.
         self.scale = np.maximum(np.concatenate([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j]), 1e-12)
-        packing_rhs = np.broadcast_to(np.arange(1.0, PACKING_LEVELS + 1)[None, :, None], (3, PACKING_LEVELS, N)).ravel()
-        upper = np.concatenate([np.ones(3 * N), packing_rhs, [self.R]])
-        lower = np.concatenate([np.full(len(upper) - 1, -self.inf), [self.R]])
-        self.count_row = len(upper) - 1
+        upper = np.concatenate([np.ones(3 * N), [self.R]])
+        lower = np.concatenate([np.full(3 * N, -self.inf), [self.R]])
+        self.count_row = 3 * N
         self.highs.addRows(len(upper), lower, upper, 0, np.zeros(len(upper), np.int32), np.array([], np.int32), np.array([]))
         self.n_rows, self.n_cols = len(upper), 0
         self.columns: list[int] = []  # HiGHS column of each master column
+        self.added: list[Column] = []
         self.pair_var: dict[int, int] = {}  # pair -> HiGHS column of its h
         self.pair_row: dict[int, int] = {}  # pair -> HiGHS row of its linking constraint
+        self.packing_row: dict[int, int] = {}  # flat (r, k-1, i) -> HiGHS row of that packing row
         self._add_col(0.0, self.inf, np.array([self.count_row]), np.array([1.0]), cost=1e3)  # the artificial column
 
     def _add_col(self, lo: float, hi: float, rows: np.ndarray, vals: np.ndarray, cost: float) -> int:
@@ -271,19 +301,39 @@ class _Master:
                     self.n_rows += 1
         usage = col.usage.ravel()
         nz = np.flatnonzero(usage)
-        packing = packing_counts(self.problem, col, self.grid).ravel()
-        nzp = np.flatnonzero(packing)
-        rows = [nz, 3 * N + nzp, [self.count_row]]
-        vals = [usage[nz] / self.scale[nz], packing[nzp], [1.0]]
+        packing = col.packing.ravel()
+        present = [(row, packing[flat]) for flat, row in self.packing_row.items() if packing[flat]]
+        rows = [nz, [row for row, _ in present], [self.count_row]]
+        vals = [usage[nz] / self.scale[nz], [v for _, v in present], [1.0]]
         if self.problem.shared_weights:
             q, uses = np.unique(col.pairs, return_counts=True)
             rows.append([self.pair_row[int(k)] for k in q])
             vals.append(uses.astype(float))
         self.columns.append(self._add_col(0.0, self.inf, np.concatenate(rows).astype(int), np.concatenate(vals), col.cost / self.R))
+        self.added.append(col)
+
+    def cut(self, counts: np.ndarray) -> int:
+        """Add the packing rows (:func:`packing_grid`) that the LP solution ``counts`` (n_p per
+        column) violates; returns how many. Only rows that bind are in the master: all of them,
+        3 K N, made each LP several times slower."""
+        used = np.flatnonzero(counts > 1e-9)
+        if not len(used):
+            return 0
+        total = sum(counts[p] * self.added[p].packing for p in used)  # (3, K, N)
+        rhs = np.arange(1.0, PACKING_LEVELS + 1)[None, :, None]
+        new = [int(f) for f in np.flatnonzero((total > rhs + 1e-6).ravel()) if int(f) not in self.packing_row]
+        for flat in new:
+            k = np.unravel_index(flat, total.shape)[1] + 1
+            coef = np.array([col.packing.ravel()[flat] for col in self.added])
+            nz = np.flatnonzero(coef)
+            self.highs.addRow(-self.inf, float(k), len(nz), np.array(self.columns, np.int32)[nz], coef[nz])
+            self.packing_row[flat] = self.n_rows
+            self.n_rows += 1
+        return len(new)
 
     def solve(self):
-        """(value, lam (3, N), mu (units, N) or None, pi (3, K, N), sigma, n_p per column), prices
-        >= 0 and sigma the price of a request (the dual of sum n_p = R); value inf if it fails."""
+        """(value, Prices, sigma, n_p per column), sigma being the price of a request (the dual
+        of sum n_p = R); (inf, None, None, None) if it fails."""
         import highspy
 
         self.highs.run()
@@ -291,32 +341,33 @@ class _Master:
             self.highs.clearSolver()  # from scratch, without the last basis
             self.highs.run()
             if self.highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                return np.inf, None, None, None, None, None
+                return np.inf, None, None, None
         sol = self.highs.getSolution()
         duals = np.maximum(-np.asarray(sol.row_dual), 0.0)
         x = np.asarray(sol.col_value)
         N, K = self.N, PACKING_LEVELS
         lam = (duals[: 3 * N] / self.scale).reshape(3, N)
-        pi = duals[3 * N : 3 * N + 3 * K * N].reshape(3, K, N)
+        pi = np.zeros(3 * K * N)
+        for flat, row in self.packing_row.items():
+            pi[flat] = duals[row]
+        pi = pi.reshape(3, K, N)
         mu = None
         if self.problem.shared_weights:
             mu = np.zeros((len(self.problem.units), N))
             for q, row in self.pair_row.items():
                 mu[divmod(q, N)] = duals[row]
         value = float(self.highs.getInfo().objective_function_value)
-        return value, lam, mu, pi, float(sol.row_dual[self.count_row]), x[self.columns]
+        return value, Prices(lam, mu, pi), float(sol.row_dual[self.count_row]), x[self.columns]
 
 
-def lagrangian_value(problem: Problem, priced_min: float, lam: np.ndarray, mu: np.ndarray | None, U: np.ndarray,
-                     pi: np.ndarray | None = None) -> float:
-    """The Lagrangian bound for prices (lam, mu, pi) given the least priced column value."""
+def lagrangian_value(problem: Problem, priced_min: float, prices: Prices, U: np.ndarray) -> float:
+    """The Lagrangian bound at ``prices`` given the least priced column value."""
     caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
-    value = priced_min - float((lam * caps).sum())
-    if pi is not None:  # the packing rows' right-hand sides: k for threshold level k
-        value -= float((pi * np.arange(1.0, pi.shape[1] + 1)[None, :, None]).sum())
-    if problem.shared_weights and mu is not None:
+    value = priced_min - float((prices.lam * caps).sum())
+    value -= float((prices.pi * np.arange(1.0, prices.pi.shape[1] + 1)[None, :, None]).sum())  # packing rows: k at level k
+    if problem.shared_weights and prices.mu is not None:
         # min over h in [0, 1] of h * (lam_mem_i * w_j - mu_ji * U_ji): only negative terms count.
-        value += float(np.minimum(lam[1][None, :] * problem.weight_bytes[:, None] - mu * U, 0.0).sum())
+        value += float(np.minimum(prices.lam[1][None, :] * problem.weight_bytes[:, None] - prices.mu * U, 0.0).sum())
     return value
 
 
@@ -354,21 +405,32 @@ def column_generation(problem: Problem, seed: list[tuple[int, np.ndarray]], time
             add(col)
     order = [int(c) for c in np.argsort(floors) if np.isfinite(floors[c])]
     best_bound, lp_value, rounds, counts = -np.inf, np.inf, 0, None
+    center: Prices | None = None  # the prices of the best bound so far
     while time.perf_counter() - t0 < time_budget_s:
         rounds += 1
-        lp_value, lam, mu, pi, sigma, counts = master.solve()
-        if lam is None:
+        lp_value, prices, sigma, counts = master.solve()
+        if prices is None:
             break
-        # Every drop set's best column that prices out enters, not just the best one: the
-        # master then needs several times fewer rounds (each an LP and a pricing pass).
-        priced_min, found = _prices_value(problem, lam, mu, pi, problem.requests * sigma, order, floors)
-        if not np.isfinite(priced_min):
-            best_bound = np.inf  # no request fits the devices at all
-            break
-        best_bound = max(best_bound, lagrangian_value(problem, priced_min, lam, mu, U, pi))
-        added = [add(col) for _, col in sorted(found, key=lambda f: f[0])]
+        cutoff = problem.requests * sigma
+        # Smoothed prices (Wentges 1997): pricing at a blend of the LP's prices and those of
+        # the best bound so far damps the LP's oscillating duals, which otherwise make the
+        # master tail off over many rounds. Any prices >= 0 give a valid bound.
+        for at in ([center.blend(prices, SMOOTHING), prices] if center is not None else [prices]):
+            priced_min, found = _prices_value(problem, at, cutoff, order, floors)
+            if not np.isfinite(priced_min):
+                return ColumnGenerationResult(np.inf, columns, rounds, lp_value, None)  # no request fits the devices at all
+            bound = lagrangian_value(problem, priced_min, at, U)
+            if bound > best_bound:
+                best_bound, center = bound, at
+            # Every drop set's best column that prices out at the LP's prices enters, not
+            # just the best one: the master then needs several times fewer rounds.
+            added = [add(col) for _, col in sorted(found, key=lambda f: f[0]) if priced_value(problem, col, prices) < cutoff]
+            if any(added):
+                break  # else a mis-price: price at the LP's own prices
         if best_bound >= lp_value - 1e-9 * max(1.0, abs(lp_value)) or not any(added):
-            break  # converged: the LP bound is reached or no new column prices out
+            # Converged for the rows it has: add the packing rows this LP violates, if any.
+            if not master.cut(counts):
+                break
     if counts is not None and len(counts) < len(columns):  # the last column came after the LP
         counts = np.append(counts, np.zeros(len(columns) - len(counts)))
     return ColumnGenerationResult(best_bound, columns, rounds, lp_value, counts)

@@ -51,7 +51,7 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
     if not heuristic.feasible:  # the wider greedy pass can strand requests where fast's own does not (N10-R30-tight)
         plain = solve_fast(problem, search=search)
         heuristic = plain if plain.feasible else heuristic
-    best_requests = improve(problem, heuristic.requests, time_budget_s=0.2 * time_limit_s, search=search)
+    best_requests = improve(problem, heuristic.requests, time_budget_s=0.05 * time_limit_s, search=search)
     best_eval = problem.evaluate(best_requests)
     note = "fast heuristic + local search"
     if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
@@ -62,31 +62,32 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
     floors = np.array([u[0] for u in unconstrained])
     seed = [(req.candidate, req.devices) for req in best_requests]
     seed += [(c, unconstrained[c][2]) for c in np.argsort(floors)[:5] if np.isfinite(floors[c])]
-    # Column generation gets the time up to 0.6 of the limit: its bound is what the gap rests on
-    # (the flow program below fits the time limit only on small instances).
-    budget = max(0.6 * time_limit_s - (time.perf_counter() - t0), 0.0)
+    # Column generation gets the time up to 0.65 of the limit: its bound is what the gap rests
+    # on (the flow program below fits the time limit only on small instances).
+    budget = max(0.65 * time_limit_s - (time.perf_counter() - t0), 0.0)
     cg = column_generation(problem, seed, budget, floors)
     if np.isinf(cg.bound) and cg.bound > 0:
         return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=None,
                         note="infeasible: not even one request fits the devices; " + _binding(problem))
     lower = max(lower, cg.bound)
     note += f"; column generation: {cg.rounds} rounds, {len(cg.columns)} columns"
-    # Two plans from the columns: the integer master over them, and the LP rounded down and
-    # completed by the heuristic; each improved by local search.
-    # The integer master over the columns the last LP used and the seed's (hundreds of
-    # columns made HiGHS miss the time limit), with the time up to 0.85 of the limit.
-    used = [col for k, col in enumerate(cg.columns) if k < len(seed) or (cg.lp_counts is not None and cg.lp_counts[k] > 1e-9)]
-    master_s = max(0.85 * time_limit_s - (time.perf_counter() - t0), 0.01)
-    tries = {"restricted master": restricted_master_plan(problem, used, master_s), "rounded LP": round_lp(problem, cg, search)}
-    for name, plan in tries.items():
+
+    def consider(name: str, plan: list[RequestPlan] | None, until: float) -> None:
+        nonlocal best_requests, best_eval, note
         if plan is None or len(plan) != problem.requests:
-            continue
-        plan = improve(problem, plan, time_budget_s=max(0.0, min(0.1 * time_limit_s, 0.95 * time_limit_s - (time.perf_counter() - t0))),
-                       search=search)
+            return
+        plan = improve(problem, plan, time_budget_s=max(0.0, until * time_limit_s - (time.perf_counter() - t0)), search=search)
         ev = problem.evaluate(plan)
         if ev.feasible and (not best_eval.feasible or ev.objective < best_eval.objective - 1e-12):
             best_requests, best_eval = plan, ev
             note += f"; plan from the {name}"
+
+    # Two plans from the columns, each improved by local search: the LP rounded down and
+    # completed by the heuristic (cheap), then the integer master over the columns the last
+    # LP used and the seed's (over all of them HiGHS missed the time limit), up to 0.85 of it.
+    consider("rounded LP", round_lp(problem, cg, search), 0.75)
+    used = [col for k, col in enumerate(cg.columns) if k < len(seed) or (cg.lp_counts is not None and cg.lp_counts[k] > 1e-9)]
+    consider("restricted master", restricted_master_plan(problem, used, max(0.85 * time_limit_s - (time.perf_counter() - t0), 0.01)), 0.95)
     if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
         return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=lower, note="optimal (" + note + ")")
     incumbent = best_eval.objective if best_eval.feasible else np.inf

@@ -86,15 +86,14 @@ def segment_route(
     node_price: np.ndarray | None = None,
     edge_price: np.ndarray | None = None,
     latency_weight: float = 1.0,
-    segment_price: tuple[np.ndarray, np.ndarray] | None = None,
+    segment_price: SegmentPrices | None = None,
 ) -> tuple[float, np.ndarray]:
     """Minimum-latency route made of contiguous segments, each fitting its device's remainder.
 
     With prices, the DP minimises ``latency_weight * latency + node_price + edge_price`` instead
     (prices in the same units; :mod:`~adaptive_resnet.planning.colgen` prices columns with it).
-    ``segment_price`` = (thresholds, prices), both (3, K, N): a segment on device i whose
-    compute, activation memory or compute energy (:func:`segment_usage`, r = 0, 1, 2) exceeds
-    thresholds[r, k, i] pays prices[r, k, i], once per segment.
+    ``segment_price`` (:class:`SegmentPrices`): what a segment pays for the resources it uses,
+    once per segment.
 
     A route visits a device in one contiguous run of units (a *segment*); the DP is over segment
     ends, so each segment's total compute, memory (with weights not yet hosted there) and
@@ -123,15 +122,18 @@ def segment_route(
     else:
         cum_banned = _cumulative(np.broadcast_to(~(allowed & problem.available[None, :]), (L, N)))
     cum_macs, cum_energy = static["cum_macs"], static["cum_energy"]
-    if segment_price is None:
-        cum_res, thresholds, prices = np.zeros((0, 3, N)), np.zeros((3, 0, N)), np.zeros((3, 0, N))
+    # The segment prices as short per-device lists of (resource, threshold, price), the priced
+    # ones only: most of column generation's rows have no price, and the DP checks each list
+    # for every segment it weighs.
+    if segment_price is None or not segment_price.count.any():
+        cum_res, pen_r, pen_t, pen_p, pen_n = np.zeros((0, 3, N)), *SegmentPrices.none(N).arrays()
     else:
         cum_res = np.stack([np.broadcast_to(cum_macs[:, None], (L + 1, N)), static["cum_act"], cum_energy], axis=1)
-        thresholds, prices = (np.ascontiguousarray(a, dtype=float) for a in segment_price)
+        pen_r, pen_t, pen_p, pen_n = segment_price.arrays()
     tol = 1 + 1e-9
     best, seg_start, enter_from = _segment_dp(
         cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left * tol, memory_left * tol, energy_left * tol,
-        np.ascontiguousarray(transfer), cum_res, thresholds, prices)
+        np.ascontiguousarray(transfer), cum_res, pen_r, pen_t, pen_p, pen_n)
     end = int(best[L].argmin())
     if not np.isfinite(best[L, end]):
         return float("inf"), np.zeros(L, int)
@@ -142,6 +144,40 @@ def segment_route(
         devices[a:b] = k
         k, b = (enter_from[a, k], a) if a > 0 else (k, 0)
     return problem.latency_s(cand, devices), devices
+
+
+@dataclass
+class SegmentPrices:
+    """Prices a segment pays in the segment DP, as short per-device lists: on device k, entry
+    m < count[k] charges price[k, m] when the segment's use of resource[k, m] (0 compute,
+    1 activation memory, 2 compute energy: :func:`segment_usage`) exceeds threshold[k, m]."""
+
+    resource: np.ndarray  # (N, M) int
+    threshold: np.ndarray  # (N, M)
+    price: np.ndarray  # (N, M)
+    count: np.ndarray  # (N,) int
+
+    @classmethod
+    def none(cls, N: int) -> SegmentPrices:
+        return cls(np.zeros((N, 0), np.int64), np.zeros((N, 0)), np.zeros((N, 0)), np.zeros(N, np.int64))
+
+    @classmethod
+    def of(cls, thresholds: np.ndarray, prices: np.ndarray) -> SegmentPrices:
+        """From (3, Q, N) thresholds and prices; only the priced entries are kept (most of
+        column generation's rows have none, and the DP checks each list for every segment)."""
+        N = thresholds.shape[2]
+        r, q, k = np.nonzero(prices > 0)
+        order = np.argsort(k, kind="stable")
+        r, q, k = r[order], q[order], k[order]
+        count = np.bincount(k, minlength=N).astype(np.int64)
+        slot = np.arange(len(k)) - np.repeat(np.cumsum(count) - count, count)
+        M = max(int(count.max()) if N else 0, 1)
+        out = cls(np.zeros((N, M), np.int64), np.zeros((N, M)), np.zeros((N, M)), count)
+        out.resource[k, slot], out.threshold[k, slot], out.price[k, slot] = r, thresholds[r, q, k], prices[r, q, k]
+        return out
+
+    def arrays(self):
+        return self.resource, self.threshold, self.price, self.count
 
 
 def _cumulative(per_unit: np.ndarray) -> np.ndarray:
@@ -176,23 +212,21 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
 
 @numba.njit(cache=True)
 def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, memory_left, energy_left, transfer,
-                cum_res, thresholds, prices):
+                cum_res, pen_r, pen_t, pen_p, pen_n):
     """The DP over segment ends, compiled: a segment [a, b) on device k costs
     cum_t[b, k] - cum_t[a, k] and fits when its compute, memory and energy (differences of the
     cumulative sums) are within what k has left and it crosses no banned unit. In numpy this
     was an (L+1, L+1, N) tensor and ~8 small array calls per unit, which made it the heuristics'
     bottleneck (0.36 ms a route at N = 30). Ties go to the lowest index, as numpy's argmin does.
 
-    With ``thresholds`` and ``prices`` of shape (3, K, N), K > 0, a segment on k also pays
-    prices[r, q, k] for every resource r whose use over the segment (from ``cum_res``, (L+1, 3, N))
-    exceeds thresholds[r, q, k].
+    A segment on k also pays pen_p[k, m] for each m < pen_n[k] where its use of resource
+    pen_r[k, m] (from ``cum_res``, (L+1, 3, N)) exceeds pen_t[k, m].
 
     Returns best[b, k] (cheapest route of units [0, b) whose last segment ends on device k),
     seg_start[b, k] (where that segment starts) and enter_from[a, k] (the device before a
     segment that starts at unit a on device k).
     """
     L, N = cum_t.shape[0] - 1, cum_t.shape[1]
-    K = thresholds.shape[1]
     best = np.full((L + 1, N), np.inf)
     enter = np.full((L + 1, N), np.inf)  # cost to start a segment at unit a on device k
     enter[0, :] = 0.0
@@ -208,12 +242,10 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
                         or cum_energy[b, k] - cum_energy[a, k] > energy_left[k]):
                     continue
                 v = enter[a, k] + (cum_t[b, k] - cum_t[a, k])
-                if K > 0:
-                    for r in range(thresholds.shape[0]):
-                        used = cum_res[b, r, k] - cum_res[a, r, k]
-                        for q in range(K):
-                            if used > thresholds[r, q, k]:
-                                v += prices[r, q, k]
+                for m in range(pen_n[k]):
+                    r = pen_r[k, m]
+                    if cum_res[b, r, k] - cum_res[a, r, k] > pen_t[k, m]:
+                        v += pen_p[k, m]
                 if v < low:
                     low, arg = v, a
             best[b, k], seg_start[b, k] = low, arg
