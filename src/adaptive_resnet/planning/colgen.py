@@ -277,7 +277,7 @@ class _Master:
         self.highs.addRows(len(upper), lower, upper, 0, np.zeros(len(upper), np.int32), np.array([], np.int32), np.array([]))
         self.n_rows, self.n_cols = len(upper), 0
         self.columns: list[int] = []  # HiGHS column of each master column
-        self.added: list[Column] = []
+        self.added: list[Column] = []  # the master columns, in order
         self.pair_var: dict[int, int] = {}  # pair -> HiGHS column of its h
         self.pair_row: dict[int, int] = {}  # pair -> HiGHS row of its linking constraint
         self.packing_row: dict[int, int] = {}  # flat (r, k-1, i) -> HiGHS row of that packing row
@@ -380,22 +380,19 @@ def column_generation(problem: Problem, seed: list[tuple[int, np.ndarray]], time
     """
     t0 = time.perf_counter()
     U = hosting_capacity(problem)
-    columns: list[Column] = []
-    seen: set[tuple] = set()
-
     master = _Master(problem, U)
+    columns = master.added
+    seen: set[tuple] = set()
 
     def add(col: Column) -> bool:
         key = (col.candidate, tuple(col.devices.tolist()))
         if key in seen:
             return False
         seen.add(key)
-        columns.append(col)
         master.add(col)
         return True
 
-    caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes,
-                      problem.energy_limit_j])
+    caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
     for c, devices in seed:
         col = make_column(problem, c, devices)
         alone = col.usage.copy()
@@ -427,10 +424,9 @@ def column_generation(problem: Problem, seed: list[tuple[int, np.ndarray]], time
             added = [add(col) for _, col in sorted(found, key=lambda f: f[0]) if priced_value(problem, col, prices) < cutoff]
             if any(added):
                 break  # else a mis-price: price at the LP's own prices
-        if best_bound >= lp_value - 1e-9 * max(1.0, abs(lp_value)) or not any(added):
-            # Converged for the rows it has: add the packing rows this LP violates, if any.
-            if not master.cut(counts):
-                break
+        converged = best_bound >= lp_value - 1e-9 * max(1.0, abs(lp_value)) or not any(added)
+        if converged and not master.cut(counts):  # converged for its rows, and it violates no packing row
+            break
     if counts is not None and len(counts) < len(columns):  # the last column came after the LP
         counts = np.append(counts, np.zeros(len(columns) - len(counts)))
     return ColumnGenerationResult(best_bound, columns, rounds, lp_value, counts)
