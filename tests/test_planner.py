@@ -317,6 +317,23 @@ def test_fast_second_pass_only_keeps_a_better_plan_within_its_budget():
     assert [(r.candidate, r.devices.tolist()) for r in again.requests] == [(r.candidate, r.devices.tolist()) for r in both.requests]
 
 
+def test_greedy_leads_are_leaner_each_and_a_pass_gives_up_when_it_cannot_win():
+    from adaptive_resnet.planning.fast import SearchOrder, greedy, needs, primaries
+
+    # Accuracy weighs most (alpha 0.1): the full network is the best drop set, the leaner one second.
+    problem = Problem(scenario(THREE.format(m=60, c=6), requests=3, alpha=0.1, rates="default: 20"), PROFILE, TABLE)
+    search = SearchOrder.of(problem)
+    leads = primaries(problem, search, 3)
+    assert leads[0] == search.order[0] and len(leads) == 2  # the full network, then the one without stage2.block2
+    for k in range(1, len(leads)):
+        assert all(needs(problem, leads[k])[0] < needs(problem, e)[0] or needs(problem, leads[k])[1] < needs(problem, e)[1]
+                   for e in leads[:k])
+    plan, unplaced = greedy(problem, search, 0)
+    objective = problem.evaluate(plan).objective
+    assert greedy(problem, search, 0, beat=objective * 1.5) is not None
+    assert greedy(problem, search, 0, beat=min(search.bounds)) is None  # no plan ends below the capacity-free bound
+
+
 def test_fast_repairs_a_plan_whose_last_requests_fit_nowhere():
     import sys
 

@@ -34,6 +34,8 @@ from adaptive_resnet.planning.problem import Problem, RequestPlan
 from adaptive_resnet.planning.routing import best_unconstrained, single_request_bound
 from adaptive_resnet.planning.solution import Solution
 
+MASTER_ALL_COLUMNS = 200  # the integer master takes every column up to this many, else those the last LP used
+
 
 def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Solution:
     t0 = time.perf_counter()
@@ -47,10 +49,10 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
                         note="optimal: capacities do not bind (dynamic programming)")
     lower = max(lower, single_request_bound(problem))
     search = SearchOrder.of(problem, unconstrained)  # shared by every search below
-    heuristic = solve_fast(problem, extra_tries=len(problem.candidates), search=search, route_budget=0)
-    if not heuristic.feasible:  # the wider greedy pass can strand requests where fast's own does not (N10-R30-tight)
-        plain = solve_fast(problem, search=search)
-        heuristic = plain if plain.feasible else heuristic
+    # Two starts, both of whose routes seed column generation: fast's own plan and a greedy
+    # pass that weighs every drop set per request.
+    starts = [solve_fast(problem, search=search), solve_fast(problem, extra_tries=len(problem.candidates), search=search, route_budget=0)]
+    heuristic = min(starts, key=lambda sol: (not sol.feasible, sol.evaluation.objective))
     best_requests = improve(problem, heuristic.requests, time_budget_s=0.05 * time_limit_s, search=search)
     best_eval = problem.evaluate(best_requests)
     note = "fast heuristic + local search"
@@ -60,7 +62,7 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
     # Column generation: the master LP's bound (weights amortised over the requests a device
     # can serve), then the best plan from the columns it found, improved by local search.
     floors = np.array([u[0] for u in unconstrained])
-    seed = [(req.candidate, req.devices) for req in best_requests]
+    seed = [(req.candidate, req.devices) for req in best_requests + [r for sol in starts for r in sol.requests]]
     seed += [(c, unconstrained[c][2]) for c in np.argsort(floors)[:5] if np.isfinite(floors[c])]
     # Column generation gets the time up to 0.65 of the limit: its bound is what the gap rests
     # on (the flow program below fits the time limit only on small instances).
@@ -83,10 +85,12 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
             note += f"; plan from the {name}"
 
     # Two plans from the columns, each improved by local search: the LP rounded down and
-    # completed by the heuristic (cheap), then the integer master over the columns the last
-    # LP used and the seed's (over all of them HiGHS missed the time limit), up to 0.85 of it.
+    # completed by the heuristic (cheap), then the integer master over the columns (past
+    # MASTER_ALL_COLUMNS, those the last LP used and the seed's: over all 700 of N30-R30-tight
+    # HiGHS found no plan in 0.3 s), up to 0.85 of the time limit.
     consider("rounded LP", round_lp(problem, cg, search), 0.75)
-    used = [col for k, col in enumerate(cg.columns) if k < len(seed) or (cg.lp_counts is not None and cg.lp_counts[k] > 1e-9)]
+    used = cg.columns if len(cg.columns) <= MASTER_ALL_COLUMNS else \
+        [col for k, col in enumerate(cg.columns) if k < len(seed) or (cg.lp_counts is not None and cg.lp_counts[k] > 1e-9)]
     consider("restricted master", restricted_master_plan(problem, used, max(0.85 * time_limit_s - (time.perf_counter() - t0), 0.01)), 0.95)
     if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
         return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=lower, note="optimal (" + note + ")")

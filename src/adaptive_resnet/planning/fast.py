@@ -4,12 +4,13 @@ Requests are placed one after another. Each tries the drop sets in order of thei
 per-request objective (best first) and takes the first with a route that fits the devices'
 remaining memory, compute and energy: first the plain shortest route, then the best route of
 contiguous per-device segments that fit (:func:`~adaptive_resnet.planning.routing.capacity_route`).
-What a request takes is subtracted before the next one is placed. When little work was needed,
-a second pass weighs a few more drop sets per request, within a fixed budget of segment DPs
-(work, not time, so the plan is the same on every machine). When requests are left that fit
-nowhere, :func:`repair_tail` places the last ones again, most frugal drop sets first, within a
-budget of its own. :func:`improve`, a local search that re-places one request at a time, is
-left to the ``exact`` solver, which has time.
+What a request takes is subtracted before the next one is placed. A second pass is led by a
+leaner drop set (:func:`primaries`): led by the best one, the first requests fill the best
+devices and the last get the slow ones. Both run within a fixed budget of segment DPs (work,
+not time, so the plan is the same on every machine). When requests are left that fit nowhere,
+:func:`repair_tail` places the last ones again, most frugal drop sets first, within a budget
+of its own. :func:`improve`, a local search that re-places one request at a time, is left to
+the ``exact`` solver, which has time.
 """
 
 from __future__ import annotations
@@ -36,15 +37,19 @@ class Residual:
         self.hosted = np.zeros((len(problem.units), len(problem.devices)), bool)
 
     def usage(self, cand_index: int, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(memory, compute, energy) a route adds per device, and the newly hosted units."""
+        """(memory, compute, energy) a route adds per device, and where it hosts a unit anew
+        (a mask over its running units: a drop set runs each unit once)."""
         p, cand = self.p, self.p.candidates[cand_index]
-        mem, comp, energy = p.request_usage(cand, devices)
-        new_hosts = np.zeros_like(self.hosted)
+        # A greedy pass checks the same few routes against every request's remainder.
+        cache = p.__dict__.setdefault("_route_usage", {})
+        key = (cand_index, devices.tobytes())
+        if key not in cache:
+            cache[key] = tuple(a.setflags(write=False) or a for a in p.request_usage(cand, devices))
+        mem, comp, energy = cache[key]
+        new = ~self.hosted[cand.units, devices] if p.shared_weights else np.zeros(len(devices), bool)
         if p.shared_weights:
-            new_hosts[cand.units, devices] = True
-            new_hosts &= ~self.hosted
-            mem += (new_hosts * p.weight_bytes[:, None]).sum(0)
-        return mem, comp, energy, new_hosts
+            mem = mem + np.bincount(devices, p.weight_bytes[cand.units] * new, len(mem))
+        return mem, comp, energy, new
 
     def overflow(self, cand_index: int, devices: np.ndarray) -> np.ndarray:
         """Per device, the largest relative overflow of any resource (<= 0: fits)."""
@@ -65,15 +70,15 @@ class Residual:
         return bool(alone.any(1).all())
 
     def take(self, cand_index: int, devices: np.ndarray) -> None:
-        mem, comp, energy, new_hosts = self.usage(cand_index, devices)
+        mem, comp, energy, _ = self.usage(cand_index, devices)
         self.memory -= mem
         self.compute -= comp
         self.energy -= energy
-        self.hosted |= new_hosts
+        self.hosted[self.p.candidates[cand_index].units, devices] = True
 
 
-SECOND_PASS_TRIES = 4  # drop sets weighed after the first that fits, in fast's second pass
-FAST_ROUTE_BUDGET = 50  # segment DPs per fast solve, both passes (~0.12 ms each on the 2-core dev machine)
+LEAD_CHOICES, GREEDY_PASSES = 3, 2  # drop sets that may lead a greedy pass (primaries), and passes run
+FAST_ROUTE_BUDGET = 75  # segment DPs per fast solve, all passes (~0.15 ms each with what goes around them, on the 2-core dev machine)
 REPAIR_ROUTE_BUDGET = 20  # segment DPs to repair a plan with requests that fit nowhere (10 were too few on N10-R30-tight)
 
 
@@ -168,25 +173,39 @@ def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time
     return requests
 
 
-def greedy(problem: Problem, search: SearchOrder, extra_tries: int, budget: RouteBudget | None = None) -> tuple[list[RequestPlan], int] | None:
+def greedy(problem: Problem, search: SearchOrder, extra_tries: int, budget: RouteBudget | None = None,
+           beat: float = np.inf) -> tuple[list[RequestPlan], int] | None:
     """Requests placed one after another against what the earlier ones left: (plan, how many
-    fit nowhere and got the unconstrained best instead), or None once ``budget`` is spent."""
+    fit nowhere and got the unconstrained best instead), or None once ``budget`` is spent.
+
+    With a finite ``beat`` (the objective of a feasible plan in hand) the pass gives up, with
+    None, as soon as it cannot end below it: a request fits nowhere, or the requests placed so
+    far plus the best the others could do reach it."""
     try:
-        return _greedy(problem, search, extra_tries, budget)
+        return _greedy(problem, search, extra_tries, budget, beat)
     except BudgetSpent:
         return None
 
 
-def _greedy(problem: Problem, search: SearchOrder, extra_tries: int, budget: RouteBudget | None) -> tuple[list[RequestPlan], int]:
+def _greedy(problem: Problem, search: SearchOrder, extra_tries: int, budget: RouteBudget | None,
+            beat: float = np.inf) -> tuple[list[RequestPlan], int] | None:
     residual = Residual(problem)
     requests, unplaced = [], 0
     previous = None
-    for _ in range(problem.requests):
+    R, floor, total = problem.requests, min(search.bounds), 0.0
+    for k in range(R):
         placed = previous = place_next(problem, residual, previous, search, extra_tries, budget)
         if placed is None:
+            if np.isfinite(beat):
+                return None
             # Nothing fits: serve it the unconstrained best and let evaluation name the violation.
             unplaced += 1
             placed = (search.order[0], search.shortest[search.order[0]][1])
+        elif np.isfinite(beat):
+            cand = problem.candidates[placed[0]]
+            total += problem.objective(problem.latency_s(cand, placed[1]), cand.accuracy)
+            if (total + (R - k - 1) * floor) / R >= beat:
+                return None
         residual.take(*placed)
         requests.append(RequestPlan(*placed))
     return requests, unplaced
@@ -226,28 +245,67 @@ def repair_tail(problem: Problem, requests: list[RequestPlan], unplaced: int, se
         return None
 
 
+def needs(problem: Problem, c: int) -> tuple[float, float]:
+    """(compute, memory) one request of drop set ``c`` needs: MACs, and bytes of weights and activations."""
+    cand = problem.candidates[c]
+    return float(cand.macs.sum()), float((problem.weight_bytes[cand.units].sum() if problem.shared_weights else 0.0) + cand.memory_bytes.sum())
+
+
+def primaries(problem: Problem, search: SearchOrder, count: int) -> list[int]:
+    """Up to ``count`` drop sets to lead a greedy pass with: in order of their capacity-free
+    objective, each needing less compute or less memory (weights and activations) than every
+    one before it. A drop set worse on all three is never a better first choice."""
+    kept: list[tuple[float, float]] = []
+    out = []
+    for c in search.order:
+        need = needs(problem, c)
+        if not np.isfinite(search.bounds[c]) or any(m <= need[0] and f <= need[1] for m, f in kept):
+            continue
+        kept.append(need)
+        out.append(c)
+        if len(out) == count:
+            break
+    return out
+
+
 def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | None = None,
                route_budget: int = FAST_ROUTE_BUDGET, **_: object) -> Solution:
-    """One greedy pass; then a second pass that weighs more drop sets per request
-    (``SECOND_PASS_TRIES``), kept if better, if it completes within what is left of
-    ``route_budget`` segment DPs (the first pass's count against it too). A budget of work,
-    not of time, so that the plan is the same on every machine."""
+    """Two greedy passes, each led by a drop set of :func:`primaries`: the first by the best one,
+    the second by the next one or, if the first left requests out, by the leanest in the
+    resource that ran short; the best plan is kept. The second runs while what is left of
+    ``route_budget`` segment DPs allows (the first pass's count against it too) and gives up
+    once it cannot beat the first. A budget of work, not of time, so that the plan is the
+    same on every machine.
+
+    Why several leads: the best drop set alone fills the best devices and leaves the last
+    requests the slow ones (N10-R10-tight: 0.5864 led by the best, 0.5659 led by a drop set
+    with 6% less compute, 0.5523 from ``exact``)."""
     t0 = time.perf_counter()
     search = search or SearchOrder.of(problem)
-    counter = RouteBudget(sys.maxsize)  # the first pass always completes: this only counts its segment DPs
-    requests, unplaced = _greedy(problem, search, extra_tries, counter)
-    evaluation = problem.evaluate(requests)
-    tries = max(extra_tries, SECOND_PASS_TRIES)
-    first_pass = sys.maxsize - counter.left
-    left = route_budget - first_pass
-    # The wider search costs 3-5x the first pass (measured over the benchmark suite); started
-    # with less left, it would mostly be abandoned, its time lost.
-    if tries > extra_tries and left >= 4 * first_pass:
-        second = greedy(problem, search, tries, RouteBudget(left))
-        if second is not None:
-            ev = problem.evaluate(second[0])
-            if (ev.feasible, -ev.objective) > (evaluation.feasible, -evaluation.objective):
-                (requests, unplaced), evaluation = second, ev
+    best = None
+    spent = 0
+    leads = primaries(problem, search, LEAD_CHOICES)
+    for k in range(min(len(leads), GREEDY_PASSES)):
+        if k > 0 and spent >= route_budget:
+            break
+        if k == 1 and not best[2].feasible:
+            # The first pass left requests out: the leanest in the short resource leads next.
+            short = 1 if any(v.startswith("memory") for v in best[2].violations) else 0
+            leads[1:] = sorted(leads[1:], key=lambda c: needs(problem, c)[short])
+        lead = leads[k]
+        order = SearchOrder([lead] + [c for c in search.order if c != lead], search.bounds, search.shortest)
+        counter = RouteBudget(sys.maxsize if k == 0 else route_budget - spent)  # the first pass always completes
+        beat = best[2].objective if best is not None and best[2].feasible else np.inf
+        run = greedy(problem, order, extra_tries, counter, beat)
+        spent += (sys.maxsize if k == 0 else route_budget - spent) - counter.left
+        if run is None:
+            continue  # out of budget (the loop ends below) or no better than the plan in hand
+        evaluation = problem.evaluate(run[0])
+        if best is None or (evaluation.feasible, -evaluation.objective) > (best[2].feasible, -best[2].objective):
+            best = (*run, evaluation)
+        if best[2].feasible and best[2].objective <= min(search.bounds) * (1 + 1e-12):
+            break  # every request got the capacity-free best: nothing can beat it
+    requests, unplaced, evaluation = best
     if unplaced:
         repaired = repair_tail(problem, requests, unplaced, search, RouteBudget(REPAIR_ROUTE_BUDGET))
         if repaired is not None and (ev := problem.evaluate(repaired)).feasible:

@@ -207,14 +207,14 @@ class Problem:
         (Eq. 14) and energy (Eq. 19: compute time x P_c where computed, transfer time x P_t by
         the sender). Weights are not included: they count once per hosting device."""
         n = len(self.devices)
-        memory, macs, energy = np.zeros(n), np.zeros(n), np.zeros(n)
-        np.add.at(macs, devices, cand.macs)
-        np.add.at(memory, devices, cand.memory_bytes)
-        np.add.at(energy, devices, cand.macs / self.speed_macs[devices] * self.compute_w)
+        # bincount, not np.add.at: the heuristics call this thousands of times a step.
+        macs = np.bincount(devices, cand.macs, n)
+        memory = np.bincount(devices, cand.memory_bytes, n)
+        energy = np.bincount(devices, cand.macs / self.speed_macs[devices] * self.compute_w, n)
         src, dst = devices[:-1], devices[1:]
         moved = src != dst
         t_tr = cand.output_bytes[:-1][moved] * BITS_PER_BYTE / self.rate_bps[src[moved], dst[moved]]
-        np.add.at(energy, src[moved], t_tr * self.transmit_w)
+        energy += np.bincount(src[moved], t_tr * self.transmit_w, n)
         return memory, macs, energy
 
     def objective(self, mean_latency_s: float, mean_accuracy: float) -> float:

@@ -8,6 +8,7 @@ valid lower bound for the whole time step.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numba
@@ -126,7 +127,7 @@ def segment_route(
     # ones only: most of column generation's rows have no price, and the DP checks each list
     # for every segment it weighs.
     if segment_price is None or not segment_price.count.any():
-        cum_res, pen_r, pen_t, pen_p, pen_n = np.zeros((0, 3, N)), *SegmentPrices.none(N).arrays()
+        cum_res, pen_r, pen_t, pen_p, pen_n = _unpriced(N)
     else:
         cum_res = np.stack([np.broadcast_to(cum_macs[:, None], (L + 1, N)), static["cum_act"], cum_energy], axis=1)
         pen_r, pen_t, pen_p, pen_n = segment_price.arrays()
@@ -178,6 +179,12 @@ class SegmentPrices:
 
     def arrays(self):
         return self.resource, self.threshold, self.price, self.count
+
+
+@functools.lru_cache(maxsize=8)
+def _unpriced(N: int):
+    """The segment DP's price inputs when segments pay nothing (made once: most calls)."""
+    return (np.zeros((0, 3, N)), *SegmentPrices.none(N).arrays())
 
 
 def _cumulative(per_unit: np.ndarray) -> np.ndarray:
@@ -298,22 +305,29 @@ def capacity_route(
     """
     L, N = len(cand.units), len(problem.devices)
     allowed = np.ones((L, N), bool)
+    barred = False  # no mask for the segment DP to build until a device is barred
     share = np.ones(N)
     # Up to ``rounds`` tries: over the benchmark suite every route that was found took <= 8,
     # while hopeless ones ran to the old limit of N + 6 (36 segment DPs at N = 30).
     for _ in range(rounds):
         if budget is not None:
             budget.spend()
-        latency, devices = segment_route(problem, cand, memory_left * share, compute_left * share, energy_left * share, hosted, allowed)
+        latency, devices = segment_route(problem, cand, memory_left * share, compute_left * share, energy_left * share, hosted,
+                                         allowed if barred else None)
         if not np.isfinite(latency):
             return None
+        # Segments in order (start, device); a device met again: bar it after its first segment.
+        starts = np.flatnonzero(np.r_[True, devices[1:] != devices[:-1]])
+        ends = np.r_[starts[1:], L]
+        first_end: dict[int, int] = {}
         revisited = False
-        for k in np.unique(devices):
-            where = np.flatnonzero(devices == k)
-            if where[-1] - where[0] + 1 != len(where):  # not one contiguous run
-                first_end = where[0] + np.argmax(np.diff(np.append(where, L + 1)) > 1)
-                allowed[first_end + 1 :, k] = False
-                revisited = True
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            k = int(devices[start])
+            if k in first_end:
+                allowed[first_end[k] :, k] = False
+                revisited = barred = True
+            else:
+                first_end[k] = end
         if revisited:
             continue
         over = overflow(devices)
