@@ -40,12 +40,8 @@ class Residual:
         """(memory, compute, energy) a route adds per device, and where it hosts a unit anew
         (a mask over its running units: a drop set runs each unit once)."""
         p, cand = self.p, self.p.candidates[cand_index]
-        # A greedy pass checks the same few routes against every request's remainder.
-        cache = p.__dict__.setdefault("_route_usage", {})
-        key = (cand_index, devices.tobytes())
-        if key not in cache:
-            cache[key] = tuple(a.setflags(write=False) or a for a in p.request_usage(cand, devices))
-        mem, comp, energy = cache[key]
+        costs = p.route_costs(cand_index, devices)  # a greedy pass checks the same few routes again and again
+        mem, comp, energy = costs.memory_bytes, costs.macs, costs.energy_j
         new = ~self.hosted[cand.units, devices] if p.shared_weights else np.zeros(len(devices), bool)
         if p.shared_weights:
             mem = mem + np.bincount(devices, p.weight_bytes[cand.units] * new, len(mem))
@@ -54,8 +50,8 @@ class Residual:
     def overflow(self, cand_index: int, devices: np.ndarray) -> np.ndarray:
         """Per device, the largest relative overflow of any resource (<= 0: fits)."""
         mem, comp, energy, _ = self.usage(cand_index, devices)
-        return np.max([(mem - self.memory) / np.maximum(self.memory, 1), (comp - self.compute) / np.maximum(self.compute, 1),
-                       (energy - self.energy) / np.maximum(self.energy, 1e-9)], axis=0)
+        return np.maximum(np.maximum((mem - self.memory) / np.maximum(self.memory, 1), (comp - self.compute) / np.maximum(self.compute, 1)),
+                          (energy - self.energy) / np.maximum(self.energy, 1e-9))
 
     def could_fit(self, cand) -> bool:
         """A necessary condition for any route of ``cand`` to fit: the devices' remaining compute

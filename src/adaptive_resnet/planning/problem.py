@@ -56,6 +56,18 @@ class Candidate:
     skip_in: np.ndarray  # True where a unit's input crosses dropped blocks (Eq. 11, sigma > 1)
 
 
+@dataclass(frozen=True)
+class RouteCosts:
+    """One request's own costs on one route (:meth:`Problem.route_costs`)."""
+
+    latency_s: float
+    memory_bytes: np.ndarray  # (N,) activations (Eq. 13), weights not included
+    macs: np.ndarray  # (N,) Eq. 14
+    energy_j: np.ndarray  # (N,) Eq. 19: compute where computed, transmission by the sender
+    direct_bytes: float  # sent between consecutive running units (Eq. 10)
+    skip_bytes: float  # sent over skip connections across dropped blocks (Eq. 11)
+
+
 @dataclass
 class RequestPlan:
     """One request's decision: its drop set (y, Eq. 4) and a device per running unit (x, Eq. 3)."""
@@ -217,6 +229,22 @@ class Problem:
         energy += np.bincount(src[moved], t_tr * self.transmit_w, n)
         return memory, macs, energy
 
+    def route_costs(self, c: int, devices: np.ndarray) -> RouteCosts:
+        """Everything one request of drop set ``c`` on ``devices`` costs by itself (weights
+        aside), from :meth:`latency_s` and :meth:`request_usage`; kept per route for the
+        problem's life (read-only), since plans repeat routes and the heuristics check the
+        same few routes again and again (a greedy pass: ~240 checks, ~60 routes)."""
+        cache = self.__dict__.setdefault("_route_costs", {})
+        key = (c, devices.tobytes())
+        if key not in cache:
+            cand = self.candidates[c]
+            memory, macs, energy = (_read_only(a) for a in self.request_usage(cand, devices))
+            moved = devices[:-1] != devices[1:]
+            sent = cand.output_bytes[:-1][moved]
+            skip = cand.skip_in[1:][moved]
+            cache[key] = RouteCosts(self.latency_s(cand, devices), memory, macs, energy, float(sent[~skip].sum()), float(sent[skip].sum()))
+        return cache[key]
+
     def objective(self, mean_latency_s: float, mean_accuracy: float) -> float:
         """Eq. 5: W = alpha * latency / L_ref + beta * (1 - accuracy)."""
         return self.alpha * mean_latency_s / self.reference_latency_s + self.beta * (1.0 - mean_accuracy)
@@ -238,22 +266,18 @@ class Problem:
             dev = np.asarray(req.devices, int)
             if dev.shape != cand.units.shape:
                 raise ValueError(f"request {r}: {dev.shape[0]} devices for {cand.units.shape[0]} running units")
-            latencies.append(self.latency_s(cand, dev))
+            costs = self.route_costs(req.candidate, dev)
+            latencies.append(costs.latency_s)
             accuracies.append(cand.accuracy)
             dropped += len(cand.plan.drops)
             if cand.accuracy < self.threshold:
                 violations.append(f"accuracy[request {r}]: {cand.accuracy:.4f} < threshold {self.threshold}")
-            req_memory, req_macs, req_energy = self.request_usage(cand, dev)
-            memory += req_memory
-            macs += req_macs
-            energy += req_energy
+            memory += costs.memory_bytes
+            macs += costs.macs
+            energy += costs.energy_j
             hosted[cand.units, dev] = True
-            src, dst = dev[:-1], dev[1:]
-            moved = src != dst
-            sent = cand.output_bytes[:-1][moved]
-            skip = cand.skip_in[1:][moved]
-            direct_b += float(sent[~skip].sum())
-            skip_b += float(sent[skip].sum())
+            direct_b += costs.direct_bytes
+            skip_b += costs.skip_bytes
             gone = ~self.available[dev]
             if gone.any():
                 violations.append(f"placement[request {r}]: uses unavailable device {self.devices[int(dev[gone][0])]}")

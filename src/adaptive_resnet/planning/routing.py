@@ -306,34 +306,32 @@ def capacity_route(
     L, N = len(cand.units), len(problem.devices)
     allowed = np.ones((L, N), bool)
     barred = False  # no mask for the segment DP to build until a device is barred
-    share = np.ones(N)
+    left = (memory_left, compute_left, energy_left)
     # Up to ``rounds`` tries: over the benchmark suite every route that was found took <= 8,
     # while hopeless ones ran to the old limit of N + 6 (36 segment DPs at N = 30).
     for _ in range(rounds):
         if budget is not None:
             budget.spend()
-        latency, devices = segment_route(problem, cand, memory_left * share, compute_left * share, energy_left * share, hosted,
-                                         allowed if barred else None)
+        latency, devices = segment_route(problem, cand, *left, hosted, allowed if barred else None)
         if not np.isfinite(latency):
             return None
-        # Segments in order (start, device); a device met again: bar it after its first segment.
-        starts = np.flatnonzero(np.r_[True, devices[1:] != devices[:-1]])
-        ends = np.r_[starts[1:], L]
-        first_end: dict[int, int] = {}
-        revisited = False
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            k = int(devices[start])
-            if k in first_end:
-                allowed[first_end[k] :, k] = False
-                revisited = barred = True
-            else:
-                first_end[k] = end
-        if revisited:
+        route = devices.tolist()
+        starts = [0] + [u for u in range(1, L) if route[u] != route[u - 1]]
+        if len(starts) > len(set(route)):  # a device met again: bar it after its first segment
+            first_end: dict[int, int] = {}
+            for start, end in zip(starts, starts[1:] + [L], strict=True):
+                k = route[start]
+                if k in first_end:
+                    allowed[first_end[k] :, k] = False
+                else:
+                    first_end[k] = end
+            barred = True
             continue
         over = overflow(devices)
         if (over <= 1e-9).all():
             return latency, devices
-        share[over > 1e-9] *= 0.5
+        share = np.where(over > 1e-9, 0.5, 1.0)
+        left = tuple(a * share for a in left)
     return None
 
 
@@ -343,7 +341,7 @@ def segment_usage(problem: Problem, cand: Candidate, devices: np.ndarray) -> tup
     Every request uses these on a device for itself, whatever the others do, which is what
     lets column generation count segments that no other request's can share a device with."""
     devices = np.asarray(devices, int)
-    starts = np.flatnonzero(np.r_[True, devices[1:] != devices[:-1]])
+    starts = np.flatnonzero(np.concatenate(([True], devices[1:] != devices[:-1])))
     energy = cand.macs / problem.speed_macs[devices] * problem.compute_w
     per_unit = np.stack([cand.macs, cand.memory_bytes, energy], axis=1)
     return devices[starts], np.add.reduceat(per_unit, starts, axis=0)
