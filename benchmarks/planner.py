@@ -7,7 +7,7 @@ model is ResNet-50 at 224x224 with the paper's accuracy table, rates drawn from 
 Mb/s, devices half "low" (1.4 GMAC/s) and half "high" (2.8 GMAC/s) as in the paper. Tight
 instances give the cluster about 1.3x the compute, memory and energy the requests need, so
 capacities bind. Prints objective, gap to the best lower bound any solver proved, feasibility
-and solve time, then checks the targets.
+and solve time (``fast``: the median of 7 runs, each on a fresh problem), then checks the targets.
 """
 
 from __future__ import annotations
@@ -42,6 +42,20 @@ def generated(n: int, r: int, tight: bool, seed: int) -> Scenario:
     )
 
 
+FAST_REPEATS = 7
+
+
+def timed_fast(fresh):
+    """``fast`` on a fresh problem ``FAST_REPEATS`` times, timed by the median: its plan is the
+    same every run (a budget of work, not time; checked here), while one timing of a few ms
+    on this machine drifts by 10-20%."""
+    runs = [solve(fresh(), "fast") for _ in range(FAST_REPEATS)]
+    plans = {tuple((r.candidate, tuple(r.devices.tolist())) for r in run.requests) for run in runs}
+    assert len(plans) == 1, "fast gave different plans on the same problem"
+    runs[0].solve_time_s = statistics.median(run.solve_time_s for run in runs)
+    return runs[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paper-seconds", type=float, default=10.0)
@@ -63,7 +77,7 @@ def main() -> None:
 
                 results = {
                     "exact": solve(fresh(), "exact", time_limit_s=args.exact_seconds),
-                    "fast": solve(fresh(), "fast"),
+                    "fast": timed_fast(fresh),
                     "paper": solve(fresh(), "paper", pop_size=50, generations=1000, time_limit_s=args.paper_seconds),
                 }
                 bound = max((s.lower_bound for s in results.values() if s.lower_bound is not None), default=None)
