@@ -79,6 +79,20 @@ def test_paper_memory_mode_counts_activations_per_request_only():
     assert ev.memory_bytes["a"] == 2 * 5_500_000  # Eq. 13: m_j per request, no weights
 
 
+def test_route_costs_of_a_restricted_copy_are_its_own_drop_sets():
+    # A restricted copy shares the original's caches but numbers its drop sets anew: here the
+    # copy's drop set at one index is another drop set, of as many units, in the original.
+    problem = Problem(scenario(TWO, threshold=0.4, rates="default: 20"), PROFILE, TABLE)
+    index, devices = 1, np.array([0, 1, 1])  # stage1 on a, the rest on b: one transfer
+    problem.evaluate([RequestPlan(index, devices)] * problem.requests)  # fills the cache the copy will share
+    drops_only = problem.restricted_to(lambda cand: bool(cand.plan))
+    original, copied = problem.candidates[index], drops_only.candidates[index]
+    assert original.plan == DropPlan.dc(["stage2.block2"]) and copied.plan == DropPlan.dc(["stage2.block1"])
+    # Without stage2.block2 stage1's output goes to block1 directly; without block1 it skips to block2.
+    assert problem.route_costs(index, devices).direct_bytes == 1_000_000 == drops_only.route_costs(index, devices).skip_bytes
+    assert drops_only.route_costs(index, devices).direct_bytes == 0
+
+
 def brute_force(problem: Problem) -> float:
     options = [(c, np.array(devs)) for c, cand in enumerate(problem.candidates)
                for devs in itertools.product(range(len(problem.devices)), repeat=len(cand.units))]

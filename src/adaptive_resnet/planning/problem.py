@@ -234,16 +234,20 @@ class Problem:
         aside), from :meth:`latency_s` and :meth:`request_usage`; kept per route for the
         problem's life (read-only), since plans repeat routes and the heuristics check the
         same few routes again and again (a greedy pass: ~240 checks, ~60 routes)."""
+        cand = self.candidates[c]
+        devices = np.asarray(devices, np.int64)
+        # Keyed by the drop set itself, not its index: a restricted copy (restricted_to) shares
+        # this dict and numbers its drop sets differently.
         cache = self.__dict__.setdefault("_route_costs", {})
-        key = (c, devices.tobytes())
+        key = (id(cand), devices.tobytes())
         if key not in cache:
-            cand = self.candidates[c]
             memory, macs, energy = (_read_only(a) for a in self.request_usage(cand, devices))
             moved = devices[:-1] != devices[1:]
             sent = cand.output_bytes[:-1][moved]
             skip = cand.skip_in[1:][moved]
-            cache[key] = RouteCosts(self.latency_s(cand, devices), memory, macs, energy, float(sent[~skip].sum()), float(sent[skip].sum()))
-        return cache[key]
+            costs = RouteCosts(self.latency_s(cand, devices), memory, macs, energy, float(sent[~skip].sum()), float(sent[skip].sum()))
+            cache[key] = (cand, costs)  # holding cand keeps its id from being reused
+        return cache[key][1]
 
     def objective(self, mean_latency_s: float, mean_accuracy: float) -> float:
         """Eq. 5: W = alpha * latency / L_ref + beta * (1 - accuracy)."""
