@@ -343,6 +343,7 @@ def test_greedy_leads_are_leaner_each_and_a_pass_gives_up_when_it_cannot_win():
         assert all(needs(problem, leads[k])[0] < needs(problem, e)[0] or needs(problem, leads[k])[1] < needs(problem, e)[1]
                    for e in leads[:k])
     plan, unplaced = greedy(problem, search, 0)
+    assert unplaced == 0
     objective = problem.evaluate(plan).objective
     assert greedy(problem, search, 0, beat=objective * 1.5) is not None
     assert greedy(problem, search, 0, beat=min(search.bounds)) is None  # no plan ends below the capacity-free bound
