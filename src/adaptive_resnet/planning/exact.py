@@ -130,7 +130,7 @@ def round_lp(problem: Problem, cg, search: SearchOrder) -> list[RequestPlan] | N
     for p in np.argsort(-cg.lp_counts):
         col = cg.columns[p]
         for _ in range(int(np.floor(cg.lp_counts[p] + 1e-6))):
-            if len(plan) < problem.requests and (residual.overflow(col.candidate, col.devices) <= 1e-9).all():
+            if len(plan) < problem.requests and residual.fits(col.candidate, col.devices):
                 residual.take(col.candidate, col.devices)
                 plan.append(RequestPlan(col.candidate, col.devices.copy()))
     while len(plan) < problem.requests:

@@ -53,6 +53,13 @@ class Residual:
         return np.maximum(np.maximum((mem - self.memory) / np.maximum(self.memory, 1), (comp - self.compute) / np.maximum(self.compute, 1)),
                           (energy - self.energy) / np.maximum(self.energy, 1e-9))
 
+    def fits(self, cand_index: int, devices: np.ndarray) -> bool:
+        """Whether the route fits what is left (:meth:`overflow` <= 0 everywhere, more cheaply)."""
+        mem, comp, energy, _ = self.usage(cand_index, devices)
+        tol = 1e-9
+        return bool((mem <= self.memory + tol * np.maximum(self.memory, 1)).all() and (comp <= self.compute + tol * np.maximum(self.compute, 1)).all()
+                    and (energy <= self.energy + tol * np.maximum(self.energy, 1e-9)).all())
+
     def could_fit(self, cand) -> bool:
         """A necessary condition for any route of ``cand`` to fit: the devices' remaining compute
         in total covers its multiplications, and every unit fits alone on some device. It
@@ -102,7 +109,7 @@ def route_within(problem: Problem, residual: Residual, c: int, shortest: tuple[f
     given ``shortest``, its capacity-free route, which is taken when it fits."""
     cand = problem.candidates[c]
     latency, devices = shortest
-    if np.isfinite(latency) and (residual.overflow(c, devices) <= 1e-9).all():
+    if np.isfinite(latency) and residual.fits(c, devices):
         return latency, devices
     if not residual.could_fit(cand):
         return None
@@ -137,7 +144,7 @@ def place_next(problem: Problem, residual: Residual, previous: tuple[int, np.nda
     """The next request's drop set and route. Requests are alike: the previous request's choice
     is kept while it still fits, which saves a search per request (the search runs again when
     it no longer fits)."""
-    if previous is not None and (residual.overflow(*previous) <= 1e-9).all():
+    if previous is not None and residual.fits(*previous):
         return previous
     return place_request(problem, residual, search, extra_tries, budget)
 
