@@ -35,6 +35,7 @@ class Residual:
         self.compute = problem.compute_limit_macs.copy()
         self.energy = problem.energy_limit_j.copy()
         self.hosted = np.zeros((len(problem.units), len(problem.devices)), bool)
+        self._limits = None
 
     def usage(self, cand_index: int, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(memory, compute, energy) a route adds per device, and where it hosts a unit anew
@@ -54,11 +55,15 @@ class Residual:
                           (energy - self.energy) / np.maximum(self.energy, 1e-9))
 
     def fits(self, cand_index: int, devices: np.ndarray) -> bool:
-        """Whether the route fits what is left (:meth:`overflow` <= 0 everywhere, more cheaply)."""
+        """Whether the route fits what is left (:meth:`overflow` <= 0 everywhere, more cheaply:
+        the greedy asks it a few hundred times a step)."""
+        if self._limits is None:  # what is left plus overflow's tolerance, until the next take
+            tol = 1e-9
+            self._limits = (self.memory + tol * np.maximum(self.memory, 1), self.compute + tol * np.maximum(self.compute, 1),
+                            self.energy + tol * np.maximum(self.energy, 1e-9))
         mem, comp, energy, _ = self.usage(cand_index, devices)
-        tol = 1e-9
-        return bool((mem <= self.memory + tol * np.maximum(self.memory, 1)).all() and (comp <= self.compute + tol * np.maximum(self.compute, 1)).all()
-                    and (energy <= self.energy + tol * np.maximum(self.energy, 1e-9)).all())
+        memory, compute, energy_left = self._limits
+        return bool((comp <= compute).all() and (mem <= memory).all() and (energy <= energy_left).all())
 
     def could_fit(self, cand) -> bool:
         """A necessary condition for any route of ``cand`` to fit: the devices' remaining compute
@@ -78,6 +83,7 @@ class Residual:
         self.compute -= comp
         self.energy -= energy
         self.hosted[self.p.candidates[cand_index].units, devices] = True
+        self._limits = None
 
 
 LEAD_CHOICES, GREEDY_PASSES = 3, 2  # drop sets that may lead a greedy pass (primaries), and passes run
@@ -114,7 +120,7 @@ def route_within(problem: Problem, residual: Residual, c: int, shortest: tuple[f
     if not residual.could_fit(cand):
         return None
     return capacity_route(problem, cand, residual.memory, residual.compute, residual.energy, residual.hosted,
-                          lambda devices: residual.overflow(c, devices), budget=budget)
+                          lambda devices: residual.overflow(c, devices), budget=budget, fits=lambda devices: residual.fits(c, devices))
 
 
 def place_request(problem: Problem, residual: Residual, search: SearchOrder, extra_tries: int = 2,

@@ -115,7 +115,7 @@ def segment_route(
         step = compute_t * latency_weight if node_price is None else compute_t * latency_weight + node_price
         cum_t = _cumulative(step)
     if problem.shared_weights:
-        cum_mem = _cumulative(cand.memory_bytes[:, None] + problem.weight_bytes[cand.units][:, None] * ~hosted[cand.units])
+        cum_mem = _cumulative(static["activations"] + static["weights"] * ~hosted[cand.units])
     else:
         cum_mem = static["cum_mem"]
     if allowed is None:
@@ -131,20 +131,14 @@ def segment_route(
     else:
         cum_res = np.stack([np.broadcast_to(cum_macs[:, None], (L + 1, N)), static["cum_act"], cum_energy], axis=1)
         pen_r, pen_t, pen_p, pen_n = segment_price.arrays()
-    tol = 1 + 1e-9
-    best, seg_start, enter_from = _segment_dp(
-        cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left * tol, memory_left * tol, energy_left * tol,
-        np.ascontiguousarray(transfer), cum_res, pen_r, pen_t, pen_p, pen_n)
-    end = int(best[L].argmin())
-    if not np.isfinite(best[L, end]):
-        return float("inf"), np.zeros(L, int)
-    devices = np.empty(L, int)
-    b, k = L, end
-    while b > 0:
-        a = seg_start[b, k]
-        devices[a:b] = k
-        k, b = (enter_from[a, k], a) if a > 0 else (k, 0)
-    return problem.latency_s(cand, devices), devices
+    cost, devices = _segment_dp(
+        cum_t, cum_macs, cum_mem, cum_energy, cum_banned, np.asarray(compute_left, float), np.asarray(memory_left, float),
+        np.asarray(energy_left, float), 1 + 1e-9, np.ascontiguousarray(transfer), cum_res, pen_r, pen_t, pen_p, pen_n)
+    if not np.isfinite(cost):
+        return float("inf"), devices
+    # Unpriced, the DP's cost is the latency (summed in another order: equal to rounding).
+    priced = node_price is not None or edge_price is not None or latency_weight != 1.0 or segment_price is not None
+    return (problem.latency_s(cand, devices) if priced else float(cost)), devices
 
 
 @dataclass
@@ -206,6 +200,8 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
         transfer[:, np.arange(N), np.arange(N)] = np.inf  # a segment boundary changes device
         return {
             "cum_t": _cumulative(compute_t),
+            "activations": cand.memory_bytes[:, None].astype(float),
+            "weights": problem.weight_bytes[cand.units][:, None].astype(float),
             "transfer": np.ascontiguousarray(transfer),
             "cum_macs": _cumulative(cand.macs.astype(float)),
             "cum_energy": _cumulative(compute_t) * problem.compute_w,
@@ -218,7 +214,7 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
 
 
 @numba.njit(cache=True)
-def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, memory_left, energy_left, transfer,
+def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, memory_left, energy_left, tol, transfer,
                 cum_res, pen_r, pen_t, pen_p, pen_n):
     """The DP over segment ends, compiled: a segment [a, b) on device k costs
     cum_t[b, k] - cum_t[a, k] and fits when its compute, memory and energy (differences of the
@@ -229,9 +225,8 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
     A segment on k also pays pen_p[k, m] for each m < pen_n[k] where its use of resource
     pen_r[k, m] (from ``cum_res``, (L+1, 3, N)) exceeds pen_t[k, m].
 
-    Returns best[b, k] (cheapest route of units [0, b) whose last segment ends on device k),
-    seg_start[b, k] (where that segment starts) and enter_from[a, k] (the device before a
-    segment that starts at unit a on device k).
+    What a device has left is scaled by ``tol`` (1 + 1e-9), so a segment that exactly fills it fits.
+    Returns (cost, devices): the cheapest route's cost (inf if none fits) and its device per unit.
     """
     L, N = cum_t.shape[0] - 1, cum_t.shape[1]
     best = np.full((L + 1, N), np.inf)
@@ -245,8 +240,8 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
             for a in range(b):
                 if enter[a, k] == np.inf or cum_banned[b, k] != cum_banned[a, k]:
                     continue
-                if (cum_macs[b] - cum_macs[a] > compute_left[k] or cum_mem[b, k] - cum_mem[a, k] > memory_left[k]
-                        or cum_energy[b, k] - cum_energy[a, k] > energy_left[k]):
+                if (cum_macs[b] - cum_macs[a] > compute_left[k] * tol or cum_mem[b, k] - cum_mem[a, k] > memory_left[k] * tol
+                        or cum_energy[b, k] - cum_energy[a, k] > energy_left[k] * tol):
                     continue
                 v = enter[a, k] + (cum_t[b, k] - cum_t[a, k])
                 for m in range(pen_n[k]):
@@ -264,7 +259,22 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
                     if v < low:
                         low, arg = v, i
                 enter[b, k], enter_from[b, k] = low, arg
-    return best, seg_start, enter_from
+    # The cheapest last segment's end, ties to the lowest index (as numpy's argmin), then back.
+    end, cost = 0, best[L, 0]
+    for k in range(1, N):
+        if best[L, k] < cost:
+            end, cost = k, best[L, k]
+    devices = np.zeros(L, np.int64)
+    if cost == np.inf:
+        return cost, devices
+    b, k = L, end
+    while b > 0:
+        a = seg_start[b, k]
+        devices[a:b] = k
+        if a > 0:
+            k = enter_from[a, k]
+        b = a
+    return cost, devices
 
 
 class BudgetSpent(Exception):
@@ -294,6 +304,7 @@ def capacity_route(
     overflow,
     rounds: int = 10,
     budget: RouteBudget | None = None,
+    fits=None,
 ) -> tuple[float, np.ndarray] | None:
     """A route whose per-device totals fit, built from :func:`segment_route`.
 
@@ -301,7 +312,8 @@ def capacity_route(
     after its first segment and the route is recomputed (each round bars more).
     When the whole route still overflows (transmit energy, which the segment DP does not see),
     the overflowing devices' budgets are halved for another try. ``overflow(devices)`` returns
-    the per-device overflow of a route (<= 0: fits).
+    the per-device overflow of a route (<= 0: fits); ``fits(devices)``, if given, answers
+    whether it fits, more cheaply.
     """
     L, N = len(cand.units), len(problem.devices)
     allowed = np.ones((L, N), bool)
@@ -327,6 +339,8 @@ def capacity_route(
                     first_end[k] = end
             barred = True
             continue
+        if fits is not None and fits(devices):
+            return latency, devices
         over = overflow(devices)
         if (over <= 1e-9).all():
             return latency, devices
