@@ -320,6 +320,38 @@ def test_segment_prices_are_charged_once_per_segment_as_enumerated():
     assert moved > 0  # the prices did change some routes
 
 
+def test_capacity_route_returns_only_routes_that_fit_in_total_and_charges_its_budget():
+    from adaptive_resnet.planning.fast import Residual
+    from adaptive_resnet.planning.routing import BudgetSpent, RouteBudget, capacity_route
+
+    problem = Problem(scenario(THREE.format(m=60, c=6), requests=3, rates="matrix: [[0, 8, 30], [8, 0, 50], [30, 50, 0]]"), PROFILE, TABLE)
+    rng = np.random.default_rng(2)
+    found = 0
+    for _ in range(30):
+        residual = Residual(problem)
+        residual.memory = rng.uniform(5e6, 60e6, 3)
+        residual.compute = rng.uniform(0.5e9, 6e9, 3)
+        residual.energy = rng.uniform(1, 60, 3)
+        residual.hosted = rng.random(residual.hosted.shape) < 0.3
+        for c, cand in enumerate(problem.candidates):
+            budget = RouteBudget(100)
+            route = capacity_route(problem, cand, residual.memory, residual.compute, residual.energy, residual.hosted, budget=budget)
+            assert 1 <= 100 - budget.left <= 10  # one DP a round, at most ``rounds``
+            if route is None:
+                continue
+            found += 1
+            latency, devices = route
+            assert residual.fits(c, devices) and latency == pytest.approx(problem.latency_s(cand, devices))
+            runs = np.split(devices, np.flatnonzero(np.diff(devices)) + 1)
+            assert len({int(run[0]) for run in runs}) == len(runs)  # each device in one contiguous run
+    assert found > 0
+    # No DP left in the budget: it raises, as RouteBudget.spend does.
+    residual = Residual(problem)
+    with pytest.raises(BudgetSpent):
+        capacity_route(problem, problem.candidates[0], residual.memory, residual.compute, residual.energy, residual.hosted,
+                       budget=RouteBudget(0))
+
+
 def test_fast_second_pass_only_keeps_a_better_plan_within_its_budget():
     from adaptive_resnet.planning.fast import solve_fast
 

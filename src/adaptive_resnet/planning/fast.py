@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adaptive_resnet.planning.problem import Problem, RequestPlan
-from adaptive_resnet.planning.routing import BudgetSpent, RouteBudget, best_unconstrained, capacity_route
+from adaptive_resnet.planning.problem import Problem, RequestPlan, weights_to_host
+from adaptive_resnet.planning.routing import FIT_TOLERANCE, BudgetSpent, RouteBudget, best_unconstrained, capacity_route, route_overflow
 from adaptive_resnet.planning.solution import Solution
 
 
@@ -35,35 +35,24 @@ class Residual:
         self.compute = problem.compute_limit_macs.copy()
         self.energy = problem.energy_limit_j.copy()
         self.hosted = np.zeros((len(problem.units), len(problem.devices)), bool)
-        self._limits = None
 
-    def usage(self, cand_index: int, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(memory, compute, energy) a route adds per device, and where it hosts a unit anew
-        (a mask over its running units: a drop set runs each unit once)."""
+    def usage(self, cand_index: int, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(memory, compute, energy) a route adds per device: its own costs
+        (:meth:`~adaptive_resnet.planning.problem.Problem.route_costs`, cached: a greedy pass
+        checks the same few routes again and again) and the weights it hosts anew."""
         p, cand = self.p, self.p.candidates[cand_index]
-        costs = p.route_costs(cand_index, devices)  # a greedy pass checks the same few routes again and again
-        mem, comp, energy = costs.memory_bytes, costs.macs, costs.energy_j
-        new = ~self.hosted[cand.units, devices] if p.shared_weights else np.zeros(len(devices), bool)
+        costs = p.route_costs(cand_index, devices)
+        memory = costs.memory_bytes
         if p.shared_weights:
-            mem = mem + np.bincount(devices, p.weight_bytes[cand.units] * new, len(mem))
-        return mem, comp, energy, new
+            memory = memory + weights_to_host(np.asarray(devices, np.int64), cand.units, p.weight_bytes, self.hosted)
+        return memory, costs.macs, costs.energy_j
 
     def overflow(self, cand_index: int, devices: np.ndarray) -> np.ndarray:
-        """Per device, the largest relative overflow of any resource (<= 0: fits)."""
-        mem, comp, energy, _ = self.usage(cand_index, devices)
-        return np.maximum(np.maximum((mem - self.memory) / np.maximum(self.memory, 1), (comp - self.compute) / np.maximum(self.compute, 1)),
-                          (energy - self.energy) / np.maximum(self.energy, 1e-9))
+        """Per device, the largest relative overflow of any resource (<= FIT_TOLERANCE: fits)."""
+        return route_overflow(*self.usage(cand_index, devices), self.memory, self.compute, self.energy)
 
     def fits(self, cand_index: int, devices: np.ndarray) -> bool:
-        """Whether the route fits what is left (:meth:`overflow` <= 0 everywhere, more cheaply:
-        the greedy asks it a few hundred times a step)."""
-        if self._limits is None:  # what is left plus overflow's tolerance, until the next take
-            tol = 1e-9
-            self._limits = (self.memory + tol * np.maximum(self.memory, 1), self.compute + tol * np.maximum(self.compute, 1),
-                            self.energy + tol * np.maximum(self.energy, 1e-9))
-        mem, comp, energy, _ = self.usage(cand_index, devices)
-        memory, compute, energy_left = self._limits
-        return bool((comp <= compute).all() and (mem <= memory).all() and (energy <= energy_left).all())
+        return bool(self.overflow(cand_index, devices).max() <= FIT_TOLERANCE)
 
     def could_fit(self, cand) -> bool:
         """A necessary condition for any route of ``cand`` to fit: the devices' remaining compute
@@ -78,12 +67,11 @@ class Residual:
         return bool(alone.any(1).all())
 
     def take(self, cand_index: int, devices: np.ndarray) -> None:
-        mem, comp, energy, _ = self.usage(cand_index, devices)
+        mem, comp, energy = self.usage(cand_index, devices)
         self.memory -= mem
         self.compute -= comp
         self.energy -= energy
         self.hosted[self.p.candidates[cand_index].units, devices] = True
-        self._limits = None
 
 
 LEAD_CHOICES, GREEDY_PASSES = 3, 2  # drop sets that may lead a greedy pass (primaries), and passes run
@@ -119,8 +107,7 @@ def route_within(problem: Problem, residual: Residual, c: int, shortest: tuple[f
         return latency, devices
     if not residual.could_fit(cand):
         return None
-    return capacity_route(problem, cand, residual.memory, residual.compute, residual.energy, residual.hosted,
-                          lambda devices: residual.overflow(c, devices), budget=budget, fits=lambda devices: residual.fits(c, devices))
+    return capacity_route(problem, cand, residual.memory, residual.compute, residual.energy, residual.hosted, budget=budget)
 
 
 def place_request(problem: Problem, residual: Residual, search: SearchOrder, extra_tries: int = 2,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from adaptive_resnet.accuracy import AccuracyTable
@@ -218,16 +219,8 @@ class Problem:
         """Per device, what one request adds: activation memory (m_j, Eq. 13), multiplications
         (Eq. 14) and energy (Eq. 19: compute time x P_c where computed, transfer time x P_t by
         the sender). Weights are not included: they count once per hosting device."""
-        n = len(self.devices)
-        # bincount, not np.add.at: the heuristics call this thousands of times a step.
-        macs = np.bincount(devices, cand.macs, n)
-        memory = np.bincount(devices, cand.memory_bytes, n)
-        energy = np.bincount(devices, cand.macs / self.speed_macs[devices] * self.compute_w, n)
-        src, dst = devices[:-1], devices[1:]
-        moved = src != dst
-        t_tr = cand.output_bytes[:-1][moved] * BITS_PER_BYTE / self.rate_bps[src[moved], dst[moved]]
-        energy += np.bincount(src[moved], t_tr * self.transmit_w, n)
-        return memory, macs, energy
+        return route_usage(np.asarray(devices, np.int64), cand.macs, cand.memory_bytes, cand.output_bytes, self.speed_macs,
+                           self.rate_bps, self.compute_w, self.transmit_w)
 
     def route_costs(self, c: int, devices: np.ndarray) -> RouteCosts:
         """Everything one request of drop set ``c`` on ``devices`` costs by itself (weights
@@ -347,6 +340,34 @@ class Problem:
                 raise unknown_choice(f"device for {self.units[u]} in request {r}", name, self.devices)
             devices.append(self.devices.index(name))
         return RequestPlan(index, np.array(devices))
+
+
+@numba.njit(cache=True)
+def route_usage(devices, macs, memory_bytes, output_bytes, speed_macs, rate_bps, compute_w, transmit_w):
+    """One request's (memory, MACs, energy) per device on ``devices``, the formulas of
+    :meth:`Problem.request_usage`, compiled: the route search of ``fast`` checks routes with
+    it inside its own compiled loop (:func:`~adaptive_resnet.planning.routing.capacity_route`)."""
+    N = speed_macs.shape[0]
+    memory, used, energy = np.zeros(N), np.zeros(N), np.zeros(N)
+    for u in range(devices.shape[0]):
+        k = devices[u]
+        used[k] += macs[u]
+        memory[k] += memory_bytes[u]
+        energy[k] += macs[u] / speed_macs[k] * compute_w  # Eq. 9 x P_c where computed
+        if u + 1 < devices.shape[0] and devices[u + 1] != k:  # Eq. 10/11 x P_t, paid by the sender
+            energy[k] += output_bytes[u] * BITS_PER_BYTE / rate_bps[k, devices[u + 1]] * transmit_w
+    return memory, used, energy
+
+
+@numba.njit(cache=True)
+def weights_to_host(devices, units, weight_bytes, hosted):
+    """Per device, the weights a route adds where its units are not hosted yet (a unit's
+    weights count once on each device that hosts it, in ``shared-weights`` mode)."""
+    out = np.zeros(hosted.shape[1])
+    for u in range(devices.shape[0]):
+        if not hosted[units[u], devices[u]]:
+            out[devices[u]] += weight_bytes[units[u]]
+    return out
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

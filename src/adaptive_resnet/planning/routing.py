@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from adaptive_resnet.planning.problem import Candidate, Problem
+from adaptive_resnet.planning.problem import Candidate, Problem, route_usage, weights_to_host
 
 
 def shortest_route(
@@ -294,6 +294,21 @@ class RouteBudget:
         self.left -= 1
 
 
+FIT_TOLERANCE = 1e-9  # relative overflow still taken as fitting (rounding)
+
+
+@numba.njit(cache=True)
+def route_overflow(memory, used, energy, memory_left, compute_left, energy_left):
+    """Per device, the largest relative overflow of memory, compute or energy a route's use
+    makes of what is left (<= FIT_TOLERANCE: fits); the one home of that rule."""
+    N = memory.shape[0]
+    out = np.empty(N)
+    for k in range(N):
+        out[k] = max((memory[k] - memory_left[k]) / max(memory_left[k], 1.0), (used[k] - compute_left[k]) / max(compute_left[k], 1.0),
+                     (energy[k] - energy_left[k]) / max(energy_left[k], 1e-9))
+    return out
+
+
 def capacity_route(
     problem: Problem,
     cand: Candidate,
@@ -301,52 +316,93 @@ def capacity_route(
     compute_left: np.ndarray,
     energy_left: np.ndarray,
     hosted: np.ndarray,
-    overflow,
     rounds: int = 10,
     budget: RouteBudget | None = None,
-    fits=None,
 ) -> tuple[float, np.ndarray] | None:
-    """A route whose per-device totals fit, built from :func:`segment_route`.
+    """A route whose per-device totals fit what is left, built from segment DPs (None if none
+    is found in ``rounds`` of them).
 
     When the best segment route comes back to a device, the device is barred from every unit
-    after its first segment and the route is recomputed (each round bars more).
-    When the whole route still overflows (transmit energy, which the segment DP does not see),
-    the overflowing devices' budgets are halved for another try. ``overflow(devices)`` returns
-    the per-device overflow of a route (<= 0: fits); ``fits(devices)``, if given, answers
-    whether it fits, more cheaply.
+    after its first segment and the route is recomputed (each round bars more). When the whole
+    route still overflows (transmit energy, which the segment DP does not see), the
+    overflowing devices' budgets are halved for another try. The loop runs compiled
+    (:func:`_capacity_route`): in Python its bookkeeping cost twice the DPs themselves, and
+    ``fast`` runs it for nearly every request of a tight step. ``budget`` is charged one DP
+    per round; when it runs out first, :class:`BudgetSpent` is raised as by
+    :meth:`RouteBudget.spend`.
     """
-    L, N = len(cand.units), len(problem.devices)
-    allowed = np.ones((L, N), bool)
-    barred = False  # no mask for the segment DP to build until a device is barred
-    left = (memory_left, compute_left, energy_left)
-    # Up to ``rounds`` tries: over the benchmark suite every route that was found took <= 8,
-    # while hopeless ones ran to the old limit of N + 6 (36 segment DPs at N = 30).
-    for _ in range(rounds):
-        if budget is not None:
-            budget.spend()
-        latency, devices = segment_route(problem, cand, *left, hosted, allowed if barred else None)
-        if not np.isfinite(latency):
-            return None
-        route = devices.tolist()
-        starts = [0] + [u for u in range(1, L) if route[u] != route[u - 1]]
-        if len(starts) > len(set(route)):  # a device met again: bar it after its first segment
-            first_end: dict[int, int] = {}
-            for start, end in zip(starts, starts[1:] + [L], strict=True):
-                k = route[start]
-                if k in first_end:
-                    allowed[first_end[k] :, k] = False
-                else:
-                    first_end[k] = end
+    N = len(problem.devices)
+    static = _static_tables(problem, cand)
+    allowed_dps = rounds if budget is None else min(rounds, budget.left)
+    pen = _unpriced(N)
+    status, dps, cost, devices = _capacity_route(
+        static["cum_t"], static["transfer"], static["cum_macs"], static["cum_energy"], static["cum_banned"],
+        cand.memory_bytes, problem.weight_bytes, cand.units, hosted, problem.shared_weights, problem.available,
+        np.asarray(memory_left, float), np.asarray(compute_left, float), np.asarray(energy_left, float),
+        cand.macs, cand.output_bytes, problem.speed_macs, problem.rate_bps, problem.compute_w, problem.transmit_w,
+        allowed_dps, *pen)
+    if budget is not None:
+        budget.left -= dps
+        if status == _RAN_OUT and allowed_dps < rounds:
+            raise BudgetSpent
+    return (float(cost), devices) if status == _FOUND else None
+
+
+_FOUND, _NONE, _RAN_OUT = 0, 1, 2
+
+
+@numba.njit(cache=True)
+def _capacity_route(cum_t, transfer, cum_macs, cum_energy, cum_banned_static, activations, weight_bytes, units, hosted, shared,
+                    available, memory_left, compute_left, energy_left, macs, output_bytes, speed_macs, rate_bps, compute_w,
+                    transmit_w, max_dps, cum_res, pen_r, pen_t, pen_p, pen_n):
+    """The loop of :func:`capacity_route`: (status, DPs run, latency, devices)."""
+    L, N = cum_t.shape[0] - 1, cum_t.shape[1]
+    allowed = np.ones((L, N), np.bool_)
+    barred = False
+    memory_try, compute_try, energy_try = memory_left.copy(), compute_left.copy(), energy_left.copy()
+    cum_mem = np.zeros((L + 1, N))  # activations, plus weights where not hosted yet
+    for u in range(L):
+        for k in range(N):
+            cum_mem[u + 1, k] = cum_mem[u, k] + activations[u] + (weight_bytes[units[u]] if shared and not hosted[units[u], k] else 0.0)
+    devices = np.zeros(L, np.int64)
+    for dp in range(max_dps):
+        cum_banned = cum_banned_static
+        if barred:
+            cum_banned = np.zeros((L + 1, N))
+            for u in range(L):
+                for k in range(N):
+                    cum_banned[u + 1, k] = cum_banned[u, k] + (0.0 if allowed[u, k] and available[k] else 1.0)
+        cost, devices = _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_try, memory_try, energy_try,
+                                    1 + 1e-9, transfer, cum_res, pen_r, pen_t, pen_p, pen_n)
+        if cost == np.inf:
+            return _NONE, dp + 1, cost, devices
+        # A device met again after its first segment: bar it from there on, and route again.
+        first_end = np.full(N, -1)
+        revisited = False
+        for u in range(L):
+            k = devices[u]
+            if u > 0 and devices[u - 1] != k and first_end[k] >= 0:
+                revisited = True
+                for v in range(first_end[k], L):
+                    allowed[v, k] = False
+            if u + 1 == L or devices[u + 1] != k:  # a segment ends at u
+                if first_end[k] < 0:
+                    first_end[k] = u + 1
+        if revisited:
             barred = True
             continue
-        if fits is not None and fits(devices):
-            return latency, devices
-        over = overflow(devices)
-        if (over <= 1e-9).all():
-            return latency, devices
-        share = np.where(over > 1e-9, 0.5, 1.0)
-        left = tuple(a * share for a in left)
-    return None
+        memory, used, energy = route_usage(devices, macs, activations, output_bytes, speed_macs, rate_bps, compute_w, transmit_w)
+        if shared:
+            memory += weights_to_host(devices, units, weight_bytes, hosted)
+        over = route_overflow(memory, used, energy, memory_left, compute_left, energy_left)
+        if over.max() <= FIT_TOLERANCE:
+            return _FOUND, dp + 1, cost, devices
+        for k in range(N):
+            if over[k] > FIT_TOLERANCE:
+                memory_try[k] *= 0.5
+                compute_try[k] *= 0.5
+                energy_try[k] *= 0.5
+    return _RAN_OUT, max_dps, np.inf, devices
 
 
 def segment_usage(problem: Problem, cand: Candidate, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
