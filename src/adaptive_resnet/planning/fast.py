@@ -22,7 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from adaptive_resnet.planning.problem import Problem, RequestPlan, weights_to_host
-from adaptive_resnet.planning.routing import FIT_TOLERANCE, BudgetSpent, RouteBudget, best_unconstrained, capacity_route, route_overflow
+from adaptive_resnet.planning.routing import (
+    FIT_TOLERANCE,
+    BudgetSpent,
+    RouteBudget,
+    best_unconstrained,
+    capacity_route,
+    route_overflow,
+)
 from adaptive_resnet.planning.solution import Solution
 
 
