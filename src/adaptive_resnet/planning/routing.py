@@ -385,9 +385,8 @@ def _capacity_route(cum_t, transfer, cum_macs, cum_energy, cum_banned_static, ac
                 revisited = True
                 for v in range(first_end[k], L):
                     allowed[v, k] = False
-            if u + 1 == L or devices[u + 1] != k:  # a segment ends at u
-                if first_end[k] < 0:
-                    first_end[k] = u + 1
+            if (u + 1 == L or devices[u + 1] != k) and first_end[k] < 0:  # the first segment on k ends at u
+                first_end[k] = u + 1
         if revisited:
             barred = True
             continue
