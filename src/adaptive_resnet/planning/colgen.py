@@ -432,24 +432,40 @@ def column_generation(problem: Problem, seed: list[tuple[int, np.ndarray]], time
     return ColumnGenerationResult(best_bound, columns, rounds, lp_value, counts)
 
 
-def restricted_master_plan(problem: Problem, columns: list[Column], time_limit_s: float) -> list[RequestPlan] | None:
-    """The best plan using only ``columns``: the master with integer n_p and binary h (HiGHS)."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
+def restricted_master_plans(problem: Problem, columns: list[Column], time_limit_s: float, keep: int = 4) -> list[list[RequestPlan]]:
+    """Plans using only ``columns``: the master with integer n_p and binary h, solved by HiGHS
+    within ``time_limit_s``; the last ``keep`` plans it improved through, best last (none if
+    it found none). The earlier ones serve as starts for local search: on N10-R10-tight the
+    master's best plan over its 91 columns (0.5659) stayed where it was under local search,
+    while one it passed through (0.576) led to 0.5523."""
+    import highspy
 
     R, N = problem.requests, len(problem.devices)
     P = len(columns)
     # Binary h: u <= R * h is exact (a device hosting a unit serves at most all R requests).
     A, b_ub, pairs = _master_rows(problem, columns, np.full((len(problem.units), N), float(R)))
     H = len(pairs)
-    count = np.zeros((1, P + H))
-    count[0, :P] = 1.0
-    res = milp(
-        c=np.concatenate([[col.cost / R for col in columns], np.zeros(H)]),
-        integrality=np.ones(P + H), bounds=Bounds(0, np.concatenate([np.full(P, R), np.ones(H)])),
-        constraints=[LinearConstraint(A, -np.inf, b_ub), LinearConstraint(count, R, R)],
-        options={"time_limit": max(time_limit_s, 0.01), "disp": False},
-    )
-    if res.x is None:
-        return None
-    n = np.round(res.x[:P]).astype(int)
-    return [RequestPlan(col.candidate, col.devices.copy()) for col, k in zip(columns, n, strict=True) for _ in range(k)]
+    highs = _highs()
+    highs.setOptionValue("time_limit", max(time_limit_s, 0.01))
+    highs.setOptionValue("mip_improving_solution_save", True)
+    cost = np.concatenate([[col.cost / R for col in columns], np.zeros(H)])
+    upper = np.concatenate([np.full(P, float(R)), np.ones(H)])
+    highs.addCols(P + H, cost, np.zeros(P + H), upper, 0, np.zeros(P + H, np.int32), np.array([], np.int32), np.array([]))
+    highs.changeColsIntegrality(P + H, np.arange(P + H, dtype=np.int32), np.full(P + H, highspy.HighsVarType.kInteger))
+    A = A.tocsr()
+    highs.addRows(A.shape[0], np.full(A.shape[0], -highspy.kHighsInf), b_ub, A.nnz, A.indptr[:-1].astype(np.int32),
+                  A.indices.astype(np.int32), A.data.astype(float))
+    highs.addRow(float(R), float(R), P, np.arange(P, dtype=np.int32), np.ones(P))
+    highs.run()
+    plans = []
+    for solution in highs.getSavedMipSolutions()[-keep:]:
+        n = np.round(np.asarray(solution.col_value)[:P]).astype(int)
+        if n.sum() == R:
+            plans.append([RequestPlan(col.candidate, col.devices.copy()) for col, k in zip(columns, n, strict=True) for _ in range(k)])
+    return plans
+
+
+def restricted_master_plan(problem: Problem, columns: list[Column], time_limit_s: float) -> list[RequestPlan] | None:
+    """The best plan using only ``columns`` (:func:`restricted_master_plans`), or None."""
+    plans = restricted_master_plans(problem, columns, time_limit_s, keep=1)
+    return plans[-1] if plans else None

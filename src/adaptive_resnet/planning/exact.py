@@ -28,13 +28,14 @@ import time
 
 import numpy as np
 
-from adaptive_resnet.planning.colgen import column_generation, restricted_master_plan
+from adaptive_resnet.planning.colgen import column_generation, restricted_master_plans
 from adaptive_resnet.planning.fast import Residual, SearchOrder, improve, place_request, solve_fast
 from adaptive_resnet.planning.problem import Problem, RequestPlan
 from adaptive_resnet.planning.routing import best_unconstrained, single_request_bound
 from adaptive_resnet.planning.solution import Solution
 
 MASTER_ALL_COLUMNS = 200  # the integer master takes every column up to this many, else those the last LP used
+MASTER_STARTS = 12  # plans of the integer master's search that local search starts from
 
 
 def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Solution:
@@ -82,16 +83,20 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
         ev = problem.evaluate(plan)
         if ev.feasible and (not best_eval.feasible or ev.objective < best_eval.objective - 1e-12):
             best_requests, best_eval = plan, ev
-            note += f"; plan from the {name}"
+            note += "" if note.endswith(f"plan from the {name}") else f"; plan from the {name}"
 
-    # Two plans from the columns, each improved by local search: the LP rounded down and
-    # completed by the heuristic (cheap), then the integer master over the columns (past
+    # Plans from the columns, each improved by local search: the LP rounded down and
+    # completed by the heuristic (cheap), then those of the integer master over the columns (past
     # MASTER_ALL_COLUMNS, those the last LP used and the seed's: over all 700 of N30-R30-tight
     # HiGHS found no plan in 0.3 s), up to 0.85 of the time limit.
     consider("rounded LP", round_lp(problem, cg, search), 0.75)
     used = cg.columns if len(cg.columns) <= MASTER_ALL_COLUMNS else \
         [col for k, col in enumerate(cg.columns) if k < len(seed) or (cg.lp_counts is not None and cg.lp_counts[k] > 1e-9)]
-    consider("restricted master", restricted_master_plan(problem, used, max(0.85 * time_limit_s - (time.perf_counter() - t0), 0.01)), 0.95)
+    plans = restricted_master_plans(problem, used, max(0.85 * time_limit_s - (time.perf_counter() - t0), 0.01), keep=MASTER_STARTS)
+    for plan in reversed(plans):  # its best first, then the plans it improved through, while time is left
+        if time.perf_counter() - t0 > 0.95 * time_limit_s:
+            break
+        consider("restricted master", plan, 0.95)
     if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
         return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=lower, note="optimal (" + note + ")")
     incumbent = best_eval.objective if best_eval.feasible else np.inf
