@@ -229,17 +229,32 @@ def feasible_plans(problem: Problem):
 
 
 @pytest.mark.parametrize("compute_gmac", [2.2, 3.4, 4.5])
-def test_every_feasible_plan_satisfies_the_packing_rows(compute_gmac):
+def test_every_feasible_plan_satisfies_the_packing_and_memory_ratio_rows(compute_gmac):
     from adaptive_resnet.planning.colgen import PACKING_LEVELS, make_column
 
     problem = Problem(scenario(COMPUTE_TIGHT.format(c=compute_gmac), requests=2, rates="default: 20"), PROFILE, TABLE)
     seen = 0
     rhs = np.arange(1, PACKING_LEVELS + 1)[None, :, None]
     for plan in feasible_plans(problem):
-        total = sum(make_column(problem, r.candidate, r.devices).packing for r in plan)
-        assert (total <= rhs).all()
+        columns = [make_column(problem, r.candidate, r.devices) for r in plan]
+        assert (sum(col.packing for col in columns) <= rhs).all()
+        assert (sum(col.memory_ratio for col in columns) <= 1 + 1e-9).all()  # the memory ratio rows too
         seen += 1
     assert seen > 0
+
+
+@pytest.mark.parametrize("memory_mb", [60, 70])
+def test_memory_ratio_rows_hold_for_every_feasible_plan_where_memory_binds(memory_mb):
+    from adaptive_resnet.planning.colgen import make_column
+
+    # 51 MB of weights for the whole network, 5.5 MB of activations a request: memory binds.
+    problem = Problem(scenario(THREE.format(m=memory_mb, c=100), requests=2, rates="default: 20"), PROFILE, TABLE)
+    fullest = 0.0
+    for plan in feasible_plans(problem):
+        total = sum(make_column(problem, r.candidate, r.devices).memory_ratio for r in plan)
+        assert (total <= 1 + 1e-9).all()
+        fullest = max(fullest, float(total.max()))
+    assert fullest > 0.5  # some plans come close: the rows are tested where they bite
 
 
 @pytest.mark.parametrize("compute_gmac", [2.4, 2.8])

@@ -46,6 +46,7 @@ class Column:
     pairs: np.ndarray  # flat indices unit * N + device of the (unit, device) pairs it runs
     segments: tuple[np.ndarray, np.ndarray]  # (device (S,), usage (S, 3)) of its segments: routing.segment_usage
     packing: np.ndarray  # (3, K, N): its coefficients in the packing rows (packing_counts)
+    memory_ratio: np.ndarray  # (N,): its coefficients in the memory ratio rows (memory_ratios)
 
 
 @dataclass
@@ -64,7 +65,32 @@ def make_column(problem: Problem, c: int, devices: np.ndarray) -> Column:
     cost = problem.objective(problem.latency_s(cand, devices), cand.accuracy)
     segments = segment_usage(problem, cand, devices)
     return Column(c, devices, cost, np.vstack([macs, memory, energy]), cand.units * len(problem.devices) + devices,
-                  segments, packing_counts(problem, segments, packing_grid(problem)))
+                  segments, packing_counts(problem, segments, packing_grid(problem)), memory_ratios(problem, cand, devices))
+
+
+def memory_ratios(problem: Problem, cand, devices: np.ndarray) -> np.ndarray:
+    """(N,): sum over the route's segments on each device i of a / (M_i - w), a the segment's
+    activations and w its units' weights; zeros outside ``shared-weights`` mode.
+
+    Row i of the master, "sum over columns of n_p times this <= 1", is valid for every plan: a
+    device holds the weights of every unit it runs, so w <= W_i (the weights it hosts) for each
+    segment on it, and the activations of all of them fit in M_i - W_i; hence the sum of
+    a / (M_i - w) <= (sum of a) / (M_i - W_i) <= 1. The hosting rows amortise a unit's weights
+    over the most requests any drop set could bring it, so without this row the LP put five
+    requests of 41 MB on devices of 258 MB that hold their 80 MB of weights (N10-R30-tight),
+    where four fit. The segment DP prices it per segment, exactly as the column counts it.
+    """
+    N = len(problem.devices)
+    if not problem.shared_weights:
+        return np.zeros(N)
+    starts = np.flatnonzero(np.concatenate(([True], devices[1:] != devices[:-1])))
+    where = devices[starts]
+    activations = np.add.reduceat(cand.memory_bytes, starts)
+    weights = np.add.reduceat(problem.weight_bytes[cand.units], starts)
+    room = problem.memory_limit_bytes[where] - weights
+    with np.errstate(divide="ignore"):
+        ratio = np.where(room > 0, activations / np.maximum(room, 1e-300), np.inf)
+    return np.bincount(where, ratio, N)
 
 
 def packing_grid(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
@@ -133,17 +159,19 @@ class Prices:
     lam: np.ndarray
     mu: np.ndarray | None
     pi: np.ndarray
+    rho: np.ndarray  # (N,) memory ratio rows
 
     def blend(self, other: Prices, weight: float) -> Prices:
         """weight * self + (1 - weight) * other."""
         mu = None if self.mu is None else weight * self.mu + (1 - weight) * other.mu
-        return Prices(weight * self.lam + (1 - weight) * other.lam, mu, weight * self.pi + (1 - weight) * other.pi)
+        return Prices(weight * self.lam + (1 - weight) * other.lam, mu, weight * self.pi + (1 - weight) * other.pi,
+                      weight * self.rho + (1 - weight) * other.rho)
 
 
 def priced_value(problem: Problem, col: Column, prices: Prices) -> float:
     """A column's own objective plus R times what it uses at ``prices`` (the quantity pricing
     minimises: below R * sigma it prices out)."""
-    value = float((prices.lam * col.usage).sum() + (prices.pi * col.packing).sum())
+    value = float((prices.lam * col.usage).sum() + (prices.pi * col.packing).sum() + prices.rho @ col.memory_ratio)
     if prices.mu is not None:
         value += float(prices.mu.ravel()[col.pairs].sum())
     return col.cost + problem.requests * value
@@ -158,7 +186,8 @@ def _prices_value(problem: Problem, prices: Prices, cutoff: float, order: list[i
     weight = problem.alpha / problem.reference_latency_s
     empty = np.zeros((len(problem.units), N), bool)
     grid = packing_grid(problem)
-    segment_price = None if not pi.any() else SegmentPrices.of(grid[0], R * pi[:, grid[1], :])
+    segment_price = None if not (pi.any() or prices.rho.any()) else \
+        SegmentPrices.of(grid[0], R * pi[:, grid[1], :], R * prices.rho, problem.memory_limit_bytes)
     best, found = np.inf, []
     for c in order:
         if floors[c] >= max(best, cutoff):
@@ -253,9 +282,9 @@ class _Master:
     Rebuilding and solving it from scratch every round took most of column generation's time
     (N = 30, R = 10: 2.6 s of 5 s building rows, 1.1 s solving).
 
-    Rows: capacities (3N: compute, memory, energy per device), the request count (sum n_p =
-    R), then linking rows as pairs appear and packing rows (:func:`packing_grid`) as the LP
-    violates them (:meth:`cut`).
+    Rows: capacities (3N: compute, memory, energy per device), memory ratio rows (N,
+    :func:`memory_ratios`), the request count (sum n_p = R), then linking rows as pairs appear
+    and packing rows (:func:`packing_grid`) as the LP violates them (:meth:`cut`).
     Columns: an artificial one (keeps the LP feasible before the columns cover R requests),
     then n_p per column and h per (unit, device) pair, in the order they were added.
     """
@@ -271,9 +300,10 @@ class _Master:
         # Capacity rows divided by the capacity (MACs ~1e9, bytes ~1e8, joules ~1e2 side by side
         # left HiGHS with an unknown status on N30-R3-tight); their prices are scaled back.
         self.scale = np.maximum(np.concatenate([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j]), 1e-12)
-        upper = np.concatenate([np.ones(3 * N), [self.R]])
-        lower = np.concatenate([np.full(3 * N, -self.inf), [self.R]])
-        self.count_row = 3 * N
+        # Rows 0..3N-1: capacities; 3N..4N-1: memory ratio rows (memory_ratios); 4N: the count.
+        upper = np.concatenate([np.ones(3 * N), np.ones(N), [self.R]])
+        lower = np.concatenate([np.full(4 * N, -self.inf), [self.R]])
+        self.count_row = 4 * N
         self.highs.addRows(len(upper), lower, upper, 0, np.zeros(len(upper), np.int32), np.array([], np.int32), np.array([]))
         self.n_rows, self.n_cols = len(upper), 0
         self.columns: list[int] = []  # HiGHS column of each master column
@@ -303,8 +333,9 @@ class _Master:
         nz = np.flatnonzero(usage)
         packing = col.packing.ravel()
         present = [(row, packing[flat]) for flat, row in self.packing_row.items() if packing[flat]]
-        rows = [nz, [row for row, _ in present], [self.count_row]]
-        vals = [usage[nz] / self.scale[nz], [v for _, v in present], [1.0]]
+        ratio = np.flatnonzero(col.memory_ratio)
+        rows = [nz, 3 * N + ratio, [row for row, _ in present], [self.count_row]]
+        vals = [usage[nz] / self.scale[nz], col.memory_ratio[ratio], [v for _, v in present], [1.0]]
         if self.problem.shared_weights:
             q, uses = np.unique(col.pairs, return_counts=True)
             rows.append([self.pair_row[int(k)] for k in q])
@@ -357,7 +388,7 @@ class _Master:
             for q, row in self.pair_row.items():
                 mu[divmod(q, N)] = duals[row]
         value = float(self.highs.getInfo().objective_function_value)
-        return value, Prices(lam, mu, pi), float(sol.row_dual[self.count_row]), x[self.columns]
+        return value, Prices(lam, mu, pi, duals[3 * N : 4 * N].copy()), float(sol.row_dual[self.count_row]), x[self.columns]
 
 
 def lagrangian_value(problem: Problem, priced_min: float, prices: Prices, U: np.ndarray) -> float:
@@ -365,6 +396,7 @@ def lagrangian_value(problem: Problem, priced_min: float, prices: Prices, U: np.
     caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
     value = priced_min - float((prices.lam * caps).sum())
     value -= float((prices.pi * np.arange(1.0, prices.pi.shape[1] + 1)[None, :, None]).sum())  # packing rows: k at level k
+    value -= float(prices.rho.sum())  # memory ratio rows: 1 each
     if problem.shared_weights and prices.mu is not None:
         # min over h in [0, 1] of h * (lam_mem_i * w_j - mu_ji * U_ji): only negative terms count.
         value += float(np.minimum(prices.lam[1][None, :] * problem.weight_bytes[:, None] - prices.mu * U, 0.0).sum())

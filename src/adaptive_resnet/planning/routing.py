@@ -126,14 +126,15 @@ def segment_route(
     # The segment prices as short per-device lists of (resource, threshold, price), the priced
     # ones only: most of column generation's rows have no price, and the DP checks each list
     # for every segment it weighs.
-    if segment_price is None or not segment_price.count.any():
-        cum_res, pen_r, pen_t, pen_p, pen_n = _unpriced(N)
+    if segment_price is None or not segment_price.priced():
+        cum_res, *pen = _unpriced(N)
     else:
-        cum_res = np.stack([np.broadcast_to(cum_macs[:, None], (L + 1, N)), static["cum_act"], cum_energy], axis=1)
-        pen_r, pen_t, pen_p, pen_n = segment_price.arrays()
+        cum_res = np.stack([np.broadcast_to(cum_macs[:, None], (L + 1, N)), static["cum_act"], cum_energy,
+                            np.broadcast_to(static["cum_weights"][:, None], (L + 1, N))], axis=1)
+        pen = segment_price.arrays()
     cost, devices = _segment_dp(
         cum_t, cum_macs, cum_mem, cum_energy, cum_banned, np.asarray(compute_left, float), np.asarray(memory_left, float),
-        np.asarray(energy_left, float), 1 + 1e-9, np.ascontiguousarray(transfer), cum_res, pen_r, pen_t, pen_p, pen_n)
+        np.asarray(energy_left, float), 1 + 1e-9, np.ascontiguousarray(transfer), cum_res, *pen)
     if not np.isfinite(cost):
         return float("inf"), devices
     # Unpriced, the DP's cost is the latency (summed in another order: equal to rounding).
@@ -151,13 +152,21 @@ class SegmentPrices:
     threshold: np.ndarray  # (N, M)
     price: np.ndarray  # (N, M)
     count: np.ndarray  # (N,) int
+    # Also, on device k, ratio_price[k] * activations / (room[k] - weights) of the segment's units
+    # (colgen's memory ratio rows); zero prices: none.
+    ratio_price: np.ndarray | None = None  # (N,)
+    room: np.ndarray | None = None  # (N,) bytes
 
     @classmethod
     def none(cls, N: int) -> SegmentPrices:
         return cls(np.zeros((N, 0), np.int64), np.zeros((N, 0)), np.zeros((N, 0)), np.zeros(N, np.int64))
 
+    def priced(self) -> bool:
+        return bool(self.count.any() or (self.ratio_price is not None and self.ratio_price.any()))
+
     @classmethod
-    def of(cls, thresholds: np.ndarray, prices: np.ndarray) -> SegmentPrices:
+    def of(cls, thresholds: np.ndarray, prices: np.ndarray, ratio_price: np.ndarray | None = None,
+           room: np.ndarray | None = None) -> SegmentPrices:
         """From (3, Q, N) thresholds and prices; only the priced entries are kept (most of
         column generation's rows have none, and the DP checks each list for every segment)."""
         N = thresholds.shape[2]
@@ -167,18 +176,21 @@ class SegmentPrices:
         count = np.bincount(k, minlength=N).astype(np.int64)
         slot = np.arange(len(k)) - np.repeat(np.cumsum(count) - count, count)
         M = max(int(count.max()) if N else 0, 1)
-        out = cls(np.zeros((N, M), np.int64), np.zeros((N, M)), np.zeros((N, M)), count)
+        out = cls(np.zeros((N, M), np.int64), np.zeros((N, M)), np.zeros((N, M)), count, ratio_price, room)
         out.resource[k, slot], out.threshold[k, slot], out.price[k, slot] = r, thresholds[r, q, k], prices[r, q, k]
         return out
 
     def arrays(self):
-        return self.resource, self.threshold, self.price, self.count
+        N = len(self.count)
+        ratio = np.zeros(N) if self.ratio_price is None else np.asarray(self.ratio_price, float)
+        room = np.ones(N) if self.room is None else np.asarray(self.room, float)
+        return self.resource, self.threshold, self.price, self.count, ratio, room
 
 
 @functools.lru_cache(maxsize=8)
 def _unpriced(N: int):
     """The segment DP's price inputs when segments pay nothing (made once: most calls)."""
-    return (np.zeros((0, 3, N)), *SegmentPrices.none(N).arrays())
+    return (np.zeros((0, 4, N)), *SegmentPrices.none(N).arrays())
 
 
 def _cumulative(per_unit: np.ndarray) -> np.ndarray:
@@ -207,6 +219,7 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
             "cum_energy": _cumulative(compute_t) * problem.compute_w,
             "cum_mem": _cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N))),
             "cum_act": np.ascontiguousarray(_cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N)))),
+            "cum_weights": _cumulative(problem.weight_bytes[cand.units].astype(float)),
             "cum_banned": _cumulative(np.broadcast_to(~problem.available[None, :], (L, N)).astype(float)),
         }
 
@@ -215,7 +228,7 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
 
 @numba.njit(cache=True)
 def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, memory_left, energy_left, tol, transfer,
-                cum_res, pen_r, pen_t, pen_p, pen_n):
+                cum_res, pen_r, pen_t, pen_p, pen_n, ratio_price, room):
     """The DP over segment ends, compiled: a segment [a, b) on device k costs
     cum_t[b, k] - cum_t[a, k] and fits when its compute, memory and energy (differences of the
     cumulative sums) are within what k has left and it crosses no banned unit. In numpy this
@@ -223,7 +236,8 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
     bottleneck (0.36 ms a route at N = 30). Ties go to the lowest index, as numpy's argmin does.
 
     A segment on k also pays pen_p[k, m] for each m < pen_n[k] where its use of resource
-    pen_r[k, m] (from ``cum_res``, (L+1, 3, N)) exceeds pen_t[k, m].
+    pen_r[k, m] (from ``cum_res``, (L+1, 4, N): compute, activations, compute energy, weights)
+    exceeds pen_t[k, m], and ratio_price[k] * activations / (room[k] - weights).
 
     What a device has left is scaled by ``tol`` (1 + 1e-9), so a segment that exactly fills it fits.
     Returns (cost, devices): the cheapest route's cost (inf if none fits) and its device per unit.
@@ -248,6 +262,9 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
                     r = pen_r[k, m]
                     if cum_res[b, r, k] - cum_res[a, r, k] > pen_t[k, m]:
                         v += pen_p[k, m]
+                if ratio_price[k] > 0:
+                    left = room[k] - (cum_res[b, 3, k] - cum_res[a, 3, k])
+                    v += ratio_price[k] * (cum_res[b, 1, k] - cum_res[a, 1, k]) / left if left > 0 else np.inf
                 if v < low:
                     low, arg = v, a
             best[b, k], seg_start[b, k] = low, arg
@@ -354,7 +371,7 @@ _FOUND, _NONE, _RAN_OUT = 0, 1, 2
 @numba.njit(cache=True)
 def _capacity_route(cum_t, transfer, cum_macs, cum_energy, cum_banned_static, activations, weight_bytes, units, hosted, shared,
                     available, memory_left, compute_left, energy_left, macs, output_bytes, speed_macs, rate_bps, compute_w,
-                    transmit_w, max_dps, cum_res, pen_r, pen_t, pen_p, pen_n):
+                    transmit_w, max_dps, cum_res, pen_r, pen_t, pen_p, pen_n, ratio_price, room):
     """The loop of :func:`capacity_route`: (status, DPs run, latency, devices)."""
     L, N = cum_t.shape[0] - 1, cum_t.shape[1]
     allowed = np.ones((L, N), np.bool_)
@@ -373,7 +390,7 @@ def _capacity_route(cum_t, transfer, cum_macs, cum_energy, cum_banned_static, ac
                 for k in range(N):
                     cum_banned[u + 1, k] = cum_banned[u, k] + (0.0 if allowed[u, k] and available[k] else 1.0)
         cost, devices = _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_try, memory_try, energy_try,
-                                    1 + 1e-9, transfer, cum_res, pen_r, pen_t, pen_p, pen_n)
+                                    1 + 1e-9, transfer, cum_res, pen_r, pen_t, pen_p, pen_n, ratio_price, room)
         if cost == np.inf:
             return _NONE, dp + 1, cost, devices
         # A device met again after its first segment: bar it from there on, and route again.
