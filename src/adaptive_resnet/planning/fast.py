@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from adaptive_resnet.planning.problem import Problem, RequestPlan, weights_to_host
@@ -65,13 +66,9 @@ class Residual:
         """A necessary condition for any route of ``cand`` to fit: the devices' remaining compute
         in total covers its multiplications, and every unit fits alone on some device. It
         spares the route search for drop sets that cannot fit (most of a hopeless request's)."""
-        p, tol = self.p, 1 + 1e-9
-        live = p.available
-        if cand.macs.sum() > self.compute[live].sum() * tol:
-            return False
-        need = cand.memory_bytes[:, None] + (p.weight_bytes[cand.units][:, None] * ~self.hosted[cand.units] if p.shared_weights else 0.0)
-        alone = (cand.macs[:, None] <= self.compute[None, :] * tol) & (need <= self.memory[None, :] * tol) & live[None, :]
-        return bool(alone.any(1).all())
+        p = self.p
+        return _could_fit(cand.macs, cand.memory_bytes, cand.units, p.weight_bytes, self.hosted, p.shared_weights,
+                          self.compute, self.memory, p.available)
 
     def take(self, cand_index: int, devices: np.ndarray) -> None:
         mem, comp, energy = self.usage(cand_index, devices)
@@ -79,6 +76,28 @@ class Residual:
         self.compute -= comp
         self.energy -= energy
         self.hosted[self.p.candidates[cand_index].units, devices] = True
+
+
+@numba.njit(cache=True)
+def _could_fit(macs, activations, units, weight_bytes, hosted, shared, compute, memory, live):
+    """:meth:`Residual.could_fit`, compiled (asked for most drop sets a request tries)."""
+    tol = 1 + 1e-9
+    total = 0.0
+    for k in range(compute.shape[0]):
+        if live[k]:
+            total += compute[k]
+    if macs.sum() > total * tol:
+        return False
+    for u in range(macs.shape[0]):
+        fits_somewhere = False
+        for k in range(compute.shape[0]):
+            need = activations[u] + (weight_bytes[units[u]] if shared and not hosted[units[u], k] else 0.0)
+            if live[k] and macs[u] <= compute[k] * tol and need <= memory[k] * tol:
+                fits_somewhere = True
+                break
+        if not fits_somewhere:
+            return False
+    return True
 
 
 LEAD_CHOICES, GREEDY_PASSES = 3, 2  # drop sets that may lead a greedy pass (primaries), and passes run

@@ -209,11 +209,7 @@ class Problem:
 
     def latency_s(self, cand: Candidate, devices: np.ndarray) -> float:
         """Eq. 7-8 for one request: compute plus transfers along its chain of running units."""
-        compute = float((cand.macs / self.speed_macs[devices]).sum())
-        src, dst = devices[:-1], devices[1:]
-        moved = src != dst
-        transfer = float((cand.output_bytes[:-1][moved] * BITS_PER_BYTE / self.rate_bps[src[moved], dst[moved]]).sum())
-        return compute + transfer
+        return route_latency(np.asarray(devices, np.int64), cand.macs, cand.output_bytes, self.speed_macs, self.rate_bps)
 
     def request_usage(self, cand: Candidate, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per device, what one request adds: activation memory (m_j, Eq. 13), multiplications
@@ -340,6 +336,21 @@ class Problem:
                 raise unknown_choice(f"device for {self.units[u]} in request {r}", name, self.devices)
             devices.append(self.devices.index(name))
         return RequestPlan(index, np.array(devices))
+
+
+@numba.njit(cache=True)
+def route_latency(devices, macs, output_bytes, speed_macs, rate_bps):
+    """The formula of :meth:`Problem.latency_s`, compiled (the heuristics ask it for every new
+    route): compute times (Eq. 9), then transfers between consecutive units on different
+    devices (Eq. 10/11; a device sending to itself costs nothing)."""
+    compute = 0.0
+    for u in range(devices.shape[0]):
+        compute += macs[u] / speed_macs[devices[u]]
+    transfer = 0.0
+    for u in range(devices.shape[0] - 1):
+        if devices[u] != devices[u + 1]:
+            transfer += output_bytes[u] * BITS_PER_BYTE / rate_bps[devices[u], devices[u + 1]]
+    return compute + transfer
 
 
 @numba.njit(cache=True)
