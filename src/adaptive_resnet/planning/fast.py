@@ -60,6 +60,7 @@ class Residual:
         return route_overflow(*self.usage(cand_index, devices), self.memory, self.compute, self.energy)
 
     def fits(self, cand_index: int, devices: np.ndarray) -> bool:
+        """Whether the route fits what is left (its :meth:`overflow` within the tolerance everywhere)."""
         return bool(self.overflow(cand_index, devices).max() <= FIT_TOLERANCE)
 
     def could_fit(self, cand) -> bool:
@@ -101,7 +102,7 @@ def _could_fit(macs, activations, units, weight_bytes, hosted, shared, compute, 
 
 
 LEAD_CHOICES, GREEDY_PASSES = 3, 2  # drop sets that may lead a greedy pass (primaries), and passes run
-FAST_ROUTE_BUDGET = 75  # segment DPs per fast solve, all passes (~0.15 ms each with what goes around them, on the 2-core dev machine)
+FAST_ROUTE_BUDGET = 75  # segment DPs per fast solve, all passes (~0.1 ms each with what goes around them, on the 2-core dev machine)
 REPAIR_ROUTE_BUDGET = 20  # segment DPs to repair a plan with requests that fit nowhere (10 were too few on N10-R30-tight)
 
 
