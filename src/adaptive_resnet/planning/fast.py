@@ -242,8 +242,7 @@ def repair_tail(problem: Problem, requests: list[RequestPlan], unplaced: int, se
     ...) are taken out and they and the unplaced ones are placed again, smallest memory
     footprint (weights and activations) first, each taking the first drop set that fits."""
     p = problem
-    footprint = [(p.weight_bytes[c.units].sum() if p.shared_weights else 0.0) + c.memory_bytes.sum() for c in p.candidates]
-    frugal = SearchOrder(sorted(search.order, key=lambda c: (footprint[c], search.bounds[c])), search.bounds, search.shortest)
+    frugal = SearchOrder(sorted(search.order, key=lambda c: (needs(p, c)[1], search.bounds[c])), search.bounds, search.shortest)
     placed = requests[: len(requests) - unplaced]
     t = 2
     try:
@@ -317,10 +316,11 @@ def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | Non
             leads[1:] = sorted(leads[1:], key=lambda c: needs(problem, c)[short])
         lead = leads[k]
         order = SearchOrder([lead] + [c for c in search.order if c != lead], search.bounds, search.shortest)
-        counter = RouteBudget(sys.maxsize if k == 0 else route_budget - spent)  # the first pass always completes
+        allowance = sys.maxsize if k == 0 else route_budget - spent  # the first pass always completes
+        counter = RouteBudget(allowance)
         beat = best[2].objective if best is not None and best[2].feasible else np.inf
         run = greedy(problem, order, extra_tries, counter, beat)
-        spent += (sys.maxsize if k == 0 else route_budget - spent) - counter.left
+        spent += allowance - counter.left
         if run is None:
             continue  # out of budget (the loop ends below) or no better than the plan in hand
         evaluation = problem.evaluate(run[0])
