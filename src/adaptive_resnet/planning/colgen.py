@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from adaptive_resnet.planning.problem import Problem, RequestPlan
-from adaptive_resnet.planning.routing import SegmentPrices, segment_route, segment_usage
+from adaptive_resnet.planning.routing import SegmentPrices, segment_route, segment_starts, segment_usage
 
 PACKING_LEVELS = 24  # k = 1..K: the packing rows of packing_grid (12 gave N10-R3-tight 0.6073, 24 0.6080, 4 0.5974)
 SMOOTHING = 0.5  # weight of the best bound's prices in the prices a round prices at
@@ -83,7 +83,7 @@ def memory_ratios(problem: Problem, cand, devices: np.ndarray) -> np.ndarray:
     N = len(problem.devices)
     if not problem.shared_weights:
         return np.zeros(N)
-    starts = np.flatnonzero(np.concatenate(([True], devices[1:] != devices[:-1])))
+    starts = segment_starts(devices)
     where = devices[starts]
     activations = np.add.reduceat(cand.memory_bytes, starts)
     weights = np.add.reduceat(problem.weight_bytes[cand.units], starts)

@@ -117,7 +117,7 @@ def segment_route(
     if problem.shared_weights:
         cum_mem = _cumulative(static["activations"] + static["weights"] * ~hosted[cand.units])
     else:
-        cum_mem = static["cum_mem"]
+        cum_mem = static["cum_act"]  # ``paper`` memory mode: m_j per request, no weights hosted apart
     if allowed is None:
         cum_banned = static["cum_banned"]
     else:
@@ -217,8 +217,7 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
             "transfer": np.ascontiguousarray(transfer),
             "cum_macs": _cumulative(cand.macs.astype(float)),
             "cum_energy": _cumulative(compute_t) * problem.compute_w,
-            "cum_mem": _cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N))),
-            "cum_act": np.ascontiguousarray(_cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N)))),
+            "cum_act": _cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N))),
             "cum_weights": _cumulative(problem.weight_bytes[cand.units].astype(float)),
             "cum_banned": _cumulative(np.broadcast_to(~problem.available[None, :], (L, N)).astype(float)),
         }
@@ -421,13 +420,18 @@ def _capacity_route(cum_t, transfer, cum_macs, cum_energy, cum_banned_static, ac
     return _RAN_OUT, max_dps, np.inf, devices
 
 
+def segment_starts(devices: np.ndarray) -> np.ndarray:
+    """Where a route's segments (maximal runs of units on one device) start."""
+    return np.flatnonzero(np.concatenate(([True], devices[1:] != devices[:-1])))
+
+
 def segment_usage(problem: Problem, cand: Candidate, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A route's segments (maximal runs of units on one device): (devices (S,), usage (S, 3)),
     usage being compute (MACs), activation memory (bytes) and compute energy (J) per segment.
     Every request uses these on a device for itself, whatever the others do, which is what
     lets column generation count segments that no other request's can share a device with."""
     devices = np.asarray(devices, int)
-    starts = np.flatnonzero(np.concatenate(([True], devices[1:] != devices[:-1])))
+    starts = segment_starts(devices)
     energy = cand.macs / problem.speed_macs[devices] * problem.compute_w
     per_unit = np.stack([cand.macs, cand.memory_bytes, energy], axis=1)
     return devices[starts], np.add.reduceat(per_unit, starts, axis=0)
