@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaptive_resnet.planning.fast import Residual
 from adaptive_resnet.planning.problem import Problem, RequestPlan
 from adaptive_resnet.planning.routing import SegmentPrices, segment_route, segment_starts, segment_usage
 
@@ -61,10 +62,10 @@ class ColumnGenerationResult:
 def make_column(problem: Problem, c: int, devices: np.ndarray) -> Column:
     cand = problem.candidates[c]
     devices = np.asarray(devices, int)
-    memory, macs, energy = problem.request_usage(cand, devices)
-    cost = problem.objective(problem.latency_s(cand, devices), cand.accuracy)
+    costs = problem.route_costs(c, devices)
+    cost = problem.objective(costs.latency_s, cand.accuracy)
     segments = segment_usage(problem, cand, devices)
-    return Column(c, devices, cost, np.vstack([macs, memory, energy]), cand.units * len(problem.devices) + devices,
+    return Column(c, devices, cost, np.vstack([costs.macs, costs.memory_bytes, costs.energy_j]), cand.units * len(problem.devices) + devices,
                   segments, packing_counts(problem, segments, packing_grid(problem)), memory_ratios(problem, cand, devices))
 
 
@@ -93,6 +94,11 @@ def memory_ratios(problem: Problem, cand, devices: np.ndarray) -> np.ndarray:
     return np.bincount(where, ratio, N)
 
 
+def capacities(problem: Problem) -> np.ndarray:
+    """(3, N): compute (MACs), memory (bytes) and energy (J) per device, the order of ``Column.usage``."""
+    return np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
+
+
 def packing_grid(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
     """The packing rows' thresholds, (3, Q, N), and the row level k - 1 of each of the Q.
 
@@ -115,7 +121,7 @@ def packing_grid(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
     key = ("packing_grid", PACKING_LEVELS)
     cache = problem.__dict__.setdefault("_colgen", {})
     if key not in cache:
-        caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
+        caps = capacities(problem)
         ks = [(k, m) for k in range(1, PACKING_LEVELS + 1) for m in range(1, k + 1)]
         fraction = np.array([m / (k + 1) for k, m in ks], float)
         cache[key] = (caps[:, None, :] * fraction[None, :, None], np.array([k - 1 for k, _ in ks], int))
@@ -221,7 +227,7 @@ def _master_rows(problem: Problem, columns: list[Column], link: np.ndarray):
     from scipy.sparse import coo_matrix
 
     N, P = len(problem.devices), len(columns)
-    caps = np.concatenate([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
+    caps = capacities(problem).ravel()
     pairs = sorted({int(q) for col in columns for q in col.pairs}) if problem.shared_weights else []
     pair_row = {q: k for k, q in enumerate(pairs)}
     H = len(pairs)
@@ -299,7 +305,7 @@ class _Master:
         self.highs = _highs()
         # Capacity rows divided by the capacity (MACs ~1e9, bytes ~1e8, joules ~1e2 side by side
         # left HiGHS with an unknown status on N30-R3-tight); their prices are scaled back.
-        self.scale = np.maximum(np.concatenate([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j]), 1e-12)
+        self.scale = np.maximum(capacities(problem).ravel(), 1e-12)
         upper = np.concatenate([np.ones(3 * N), [self.R]])
         lower = np.concatenate([np.full(3 * N, -self.inf), [self.R]])
         self.count_row = 3 * N
@@ -346,8 +352,7 @@ class _Master:
     def cut(self, counts: np.ndarray) -> int:
         """Add the packing rows (:func:`packing_grid`) and memory ratio rows (:func:`memory_ratios`)
         that the LP solution ``counts`` (n_p per column) violates; returns how many. Only rows that
-        bind are in the master: all packing rows, 3 K N, made each LP several times slower, and
-        the N memory ratio rows slowed N10-R3-tight's column generation from 0.44 to 0.78 s."""
+        bind are in the master: all packing rows, 3 K N, made each LP several times slower."""
         used = np.flatnonzero(counts > 1e-9)
         if not len(used):
             return 0
@@ -405,8 +410,7 @@ class _Master:
 
 def lagrangian_value(problem: Problem, priced_min: float, prices: Prices, U: np.ndarray) -> float:
     """The Lagrangian bound at ``prices`` given the least priced column value."""
-    caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
-    value = priced_min - float((prices.lam * caps).sum())
+    value = priced_min - float((prices.lam * capacities(problem)).sum())
     value -= float((prices.pi * np.arange(1.0, prices.pi.shape[1] + 1)[None, :, None]).sum())  # packing rows: k at level k
     value -= float(prices.rho.sum())  # memory ratio rows: 1 each
     if problem.shared_weights and prices.mu is not None:
@@ -436,14 +440,10 @@ def column_generation(problem: Problem, seed: list[tuple[int, np.ndarray]], time
         master.add(col)
         return True
 
-    caps = np.vstack([problem.compute_limit_macs, problem.memory_limit_bytes, problem.energy_limit_j])
+    nothing_placed = Residual(problem)
     for c, devices in seed:
-        col = make_column(problem, c, devices)
-        alone = col.usage.copy()
-        if problem.shared_weights:
-            np.add.at(alone[1], col.devices, problem.weight_bytes[problem.candidates[c].units])
-        if (alone <= caps * (1 + 1e-9)).all():  # a seed no plan can use (a device overflows with it alone) only loosens the LP
-            add(col)
+        if nothing_placed.fits(c, np.asarray(devices, int)):  # a seed no plan can use (a device overflows with it alone) only loosens the LP
+            add(make_column(problem, c, devices))
     order = [int(c) for c in np.argsort(floors) if np.isfinite(floors[c])]
     best_bound, lp_value, rounds, counts = -np.inf, np.inf, 0, None
     center: Prices | None = None  # the prices of the best bound so far
@@ -508,8 +508,3 @@ def restricted_master_plans(problem: Problem, columns: list[Column], time_limit_
             plans.append([RequestPlan(col.candidate, col.devices.copy()) for col, k in zip(columns, n, strict=True) for _ in range(k)])
     return plans
 
-
-def restricted_master_plan(problem: Problem, columns: list[Column], time_limit_s: float) -> list[RequestPlan] | None:
-    """The best plan using only ``columns`` (:func:`restricted_master_plans`), or None."""
-    plans = restricted_master_plans(problem, columns, time_limit_s, keep=1)
-    return plans[-1] if plans else None
