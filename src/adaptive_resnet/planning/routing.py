@@ -114,10 +114,7 @@ def segment_route(
         transfer[:, np.arange(N), np.arange(N)] = np.inf  # a segment boundary changes device
         step = compute_t * latency_weight if node_price is None else compute_t * latency_weight + node_price
         cum_t = _cumulative(step)
-    if problem.shared_weights:
-        cum_mem = _cumulative(static["activations"] + static["weights"] * ~hosted[cand.units])
-    else:
-        cum_mem = static["cum_act"]  # ``paper`` memory mode: m_j per request, no weights hosted apart
+    cum_mem = _memory_table(cand.memory_bytes, problem.weight_bytes, cand.units, hosted, problem.shared_weights)
     if allowed is None:
         cum_banned = static["cum_banned"]
     else:
@@ -212,8 +209,6 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
         transfer[:, np.arange(N), np.arange(N)] = np.inf  # a segment boundary changes device
         return {
             "cum_t": _cumulative(compute_t),
-            "activations": cand.memory_bytes[:, None].astype(float),
-            "weights": problem.weight_bytes[cand.units][:, None].astype(float),
             "transfer": np.ascontiguousarray(transfer),
             "cum_macs": _cumulative(cand.macs.astype(float)),
             "cum_energy": _cumulative(compute_t) * problem.compute_w,
@@ -368,6 +363,19 @@ _FOUND, _NONE, _RAN_OUT = 0, 1, 2
 
 
 @numba.njit(cache=True)
+def _memory_table(activations, weight_bytes, units, hosted, shared):
+    """(L+1, N) cumulative memory a route's units take on each device: activations, plus in
+    ``shared-weights`` mode the weights of units not hosted there yet (compiled: both route
+    searches build it for every route they weigh)."""
+    L, N = activations.shape[0], hosted.shape[1]
+    out = np.zeros((L + 1, N))
+    for u in range(L):
+        for k in range(N):
+            out[u + 1, k] = out[u, k] + activations[u] + (weight_bytes[units[u]] if shared and not hosted[units[u], k] else 0.0)
+    return out
+
+
+@numba.njit(cache=True)
 def _capacity_route(cum_t, transfer, cum_macs, cum_energy, cum_banned_static, activations, weight_bytes, units, hosted, shared,
                     available, memory_left, compute_left, energy_left, macs, output_bytes, speed_macs, rate_bps, compute_w,
                     transmit_w, max_dps, cum_res, pen_r, pen_t, pen_p, pen_n, ratio_price, room):
@@ -376,10 +384,7 @@ def _capacity_route(cum_t, transfer, cum_macs, cum_energy, cum_banned_static, ac
     allowed = np.ones((L, N), np.bool_)
     barred = False
     memory_try, compute_try, energy_try = memory_left.copy(), compute_left.copy(), energy_left.copy()
-    cum_mem = np.zeros((L + 1, N))  # activations, plus weights where not hosted yet
-    for u in range(L):
-        for k in range(N):
-            cum_mem[u + 1, k] = cum_mem[u, k] + activations[u] + (weight_bytes[units[u]] if shared and not hosted[units[u], k] else 0.0)
+    cum_mem = _memory_table(activations, weight_bytes, units, hosted, shared)
     devices = np.zeros(L, np.int64)
     for dp in range(max_dps):
         cum_banned = cum_banned_static
