@@ -7,6 +7,10 @@ committed CIFAR checkpoint, with 2 and 4 workers each running a contiguous share
 latency of one request alone (median of 15 after 3 warm-up calls), and throughput of a batch
 of requests submitted together.
 Target: distributed latency <= 1.2x monolithic for ResNet-50 at 224.
+
+Beside each split, Ray's own share: the same chain through as many no-op actors ("relays"),
+each returning an array of the size the real worker sends on, so the floor a split can reach
+on this machine, (monolithic + relays) / monolithic, is measured in the same run as the split.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from adaptive_resnet.train import TrainConfig, build_model, model_from_checkpoint
@@ -54,6 +59,44 @@ def paired_medians_s(mono, distributed) -> tuple[float, float]:
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
+class Relay:
+    """A hop with no compute: takes the previous activation, sends on one of ``nbytes``."""
+
+    def __init__(self) -> None:
+        self.out: dict[int, np.ndarray] = {}
+
+    def run(self, x, nbytes: int) -> np.ndarray:
+        if nbytes not in self.out:  # made once, as a worker's activation memory is reused
+            self.out[nbytes] = np.ones(nbytes, np.uint8)
+        return self.out[nbytes]
+
+
+def relay_chain_s(cluster, plan: dict, x: torch.Tensor, mono) -> tuple[float, float]:
+    """Median seconds of the monolithic model and of one request through no-op actors, one per
+    segment of ``plan``, passing activations of the sizes the workers pass (timed alternately)."""
+    import ray
+
+    from adaptive_resnet.runtime.cluster import request_input, segments
+
+    chain = segments(plan["requests"][0]["placement"])
+    sizes = [cluster.problem.profile[units[-1]].output_bytes for _, units in chain]
+    relays = [ray.remote(num_cpus=0)(Relay).remote() for _ in chain]
+
+    def request() -> None:
+        ref = request_input(x, 0)
+        for relay, nbytes in zip(relays, sizes, strict=True):
+            ref = relay.run.remote(ref, nbytes)
+        ray.get(ref)
+
+    for _ in range(WARM_UP):
+        request()
+    try:
+        return paired_medians_s(mono, request)
+    finally:
+        for relay in relays:
+            ray.kill(relay)
+
+
 def timed(cluster, x: torch.Tensor, plan: dict, mono) -> tuple[float, float, float | None]:
     """Latency of one request alone (steady state), of the monolithic model timed alongside
     (``mono``; None: not timed), and throughput of ``x`` submitted together."""
@@ -89,6 +132,7 @@ def measure(name: str, checkpoint: Path, size: int, requests: int, compiled: boo
             model(x[i : i + 1])
         mono_throughput = requests / (time.perf_counter() - t0)
     rows = [(name, "monolithic", mono_latency, mono_throughput, mono_latency)]
+    floors = []
 
     def mono() -> None:
         with torch.no_grad():
@@ -102,6 +146,8 @@ def measure(name: str, checkpoint: Path, size: int, requests: int, compiled: boo
         cluster = RayCluster(Problem(scenario), str(checkpoint), emulate_links=False, threads_per_worker=1)
         plan = split_plan(cluster.problem.units, cluster.problem.devices)
         rows.append((name, f"{workers} workers", *timed(cluster, x, plan, mono)))
+        mono_s, relays_s = relay_chain_s(cluster, plan, x[:1], mono)
+        floors.append((name, f"{workers} relays", relays_s, mono_s))
         if compiled and workers <= 2:  # more polling actors than cores stalls (seen: 4 on 2 cores ran > 10 min)
             # The same workers through one compiled graph. Its actors busy-poll and would slow a
             # monolithic model timed beside them, so it is compared with the mono time just taken.
@@ -111,7 +157,7 @@ def measure(name: str, checkpoint: Path, size: int, requests: int, compiled: boo
             assert cluster.compiled, "the compiled path fell back to ordinary calls"
         cluster.shutdown()
     ray.shutdown()
-    return rows
+    return rows, floors
 
 
 def main() -> None:
@@ -120,14 +166,17 @@ def main() -> None:
     parser.add_argument("--cifar-checkpoint", default=None)
     parser.add_argument("--compiled", action="store_true", help="Also time the 2-worker split through a Ray Compiled Graph.")
     args = parser.parse_args()
-    rows = []
+    rows, floors = [], []
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(data=".", arch="resnet50", stem="imagenet", base_channels=64, num_classes=1000)
         path = Path(tmp) / "r50.pt"
         torch.save({"model": build_model(config).state_dict(), "config": config.model_dump()}, path)
-        rows += measure("resnet50@224", path, 224, args.requests, args.compiled)
+        for part, got in zip((rows, floors), measure("resnet50@224", path, 224, args.requests, args.compiled), strict=True):
+            part += got
     if args.cifar_checkpoint:
-        rows += measure("cifar-r50w16@32", Path(args.cifar_checkpoint), 32, args.requests, args.compiled)
+        for part, got in zip((rows, floors), measure("cifar-r50w16@32", Path(args.cifar_checkpoint), 32, args.requests, args.compiled),
+                             strict=True):
+            part += got
     print(f"{'model':<16} {'setup':<11} {'latency_ms':>10} {'mono_ms':>8} {'vs mono':>8} {'req/s':>8} {'vs mono':>8}")
     for name, setup, latency, throughput, mono_latency in rows:
         mono = next(r for r in rows if r[0] == name and r[1] == "monolithic")
@@ -135,6 +184,11 @@ def main() -> None:
               f"{throughput:>8.2f} {throughput / mono[3]:>7.2f}x")
     print("(mono_ms: the monolithic model timed alternately with that set-up, for compiled rows with the row above; "
           "latency ratios are against it)")
+    print("\nRay alone: a request through no-op actors passing the same activations, timed alternately with the monolithic "
+          "model;\nfloor = (mono + relays) / mono, the least a split with those hops can cost here")
+    print(f"{'model':<16} {'setup':<11} {'relays_ms':>10} {'mono_ms':>8} {'floor':>8}")
+    for name, setup, relays_s, mono_s in floors:
+        print(f"{name:<16} {setup:<11} {relays_s * 1000:>10.1f} {mono_s * 1000:>8.1f} {(mono_s + relays_s) / mono_s:>7.2f}x")
     r50 = [r for r in rows if r[0] == "resnet50@224" and r[1] != "monolithic"]
     print("target: ResNet-50@224 distributed latency <= 1.2x monolithic: "
           + ", ".join(f"{r[1]} {r[2] / r[4]:.2f}x" for r in r50))
