@@ -12,7 +12,7 @@ from adaptive_resnet.accuracy import AccuracyTable
 from adaptive_resnet.errors import UserInputError
 from adaptive_resnet.models import DropPlan
 from adaptive_resnet.planning import Problem
-from adaptive_resnet.runtime.cluster import RayCluster, plan_for, request_input, segments
+from adaptive_resnet.runtime.cluster import RayCluster, plan_for, probe_rounds, request_input, segments
 from adaptive_resnet.system import parse_scenario
 from adaptive_resnet.train import TrainConfig, build_model
 
@@ -68,6 +68,23 @@ def manual_plan(problem, drops=()):
 
 def test_segments_group_contiguous_units():
     assert segments({"stage1": "a", "s2": "a", "s3": None, "s4": "b", "head": "a"}) == [("a", ["stage1", "s2"]), ("b", ["s4"]), ("a", ["head"])]
+
+
+@pytest.mark.parametrize("nodes", [
+    {f"d{i}": f"n{i}" for i in range(10)},  # one device a node, even
+    {f"d{i}": f"n{i}" for i in range(5)},  # odd: a node sits each round out
+    {"a": "h", "b": "h", "c": "m", "d": "k"},  # two devices share a node (and its link)
+])
+def test_rate_probes_cover_every_link_once_in_rounds_that_share_no_node(nodes):
+    rounds = probe_rounds(nodes)
+    probed = [pair for r in rounds for pair in r]
+    assert sorted(probed) == sorted((s, d) for s in nodes for d in nodes if nodes[s] != nodes[d])
+    for r in rounds:
+        ends = [nodes[s] for s, _ in r] + [nodes[d] for _, d in r]
+        assert len(ends) == len(set(ends)), r
+    hosts = len(set(nodes.values()))
+    if hosts == len(nodes):
+        assert len(rounds) == 2 * (hosts - (hosts % 2 == 0)), "circle method: 2(N-1) rounds, 2N for odd N"
 
 
 def test_a_request_carries_its_own_image_not_the_batch():

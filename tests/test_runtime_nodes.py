@@ -49,6 +49,9 @@ def test_node_removed_under_load(tmp_path):
         plan = {"feasible": True, "requests": [{"placement": placement, "drops": []}]}
         x = torch.randn(6, 3, 16, 16)
         runtime.infer(x[:1], plan)  # warm-up
+        rates = runtime.probe_rates()  # every link between the three nodes, in rounds
+        assert sorted(rates) == [(s, d) for s in "abc" for d in "abc" if s != d]
+        assert all(mbps > 0 for mbps in rates.values())
         replans = []
 
         def replan(dead):

@@ -369,25 +369,25 @@ class RayCluster:
         return dead
 
     def probe_rates(self, nbytes: int = 1 << 18) -> dict[tuple[str, str], float]:
-        """Measured Mb/s between live workers on different nodes, one pair at a time.
+        """Measured Mb/s between live workers on different nodes.
 
-        The object is made on the sender's node and fetched by the receiver; it is over Ray's
+        Each object is made on the sender's node and fetched by the receiver; it is over Ray's
         100 KB inlining limit, so it crosses the network as activations of that size do. Pairs
-        on one node share memory, not a link, and are not probed.
+        on one node share memory, not a link, and are not probed. Probes run in rounds
+        (:func:`probe_rounds`) in which no node sends or receives twice, so a step costs about
+        2(N-1) fetch times for N nodes, not N(N-1), and no two probes share a node's link.
         """
         import ray
 
         live = {n: a for n, a in self.actors.items() if self.alive[n]}
         nodes = dict(zip(live, ray.get([a.node_id.remote() for a in live.values()]), strict=True))
         rates = {}
-        for src, sender in live.items():
-            for dst, receiver in live.items():
-                if src == dst or nodes[src] == nodes[dst]:
-                    continue
-                ref = sender.blob.remote(nbytes)
-                ray.wait([ref], fetch_local=False)  # made, but not pulled to the driver's node
-                seconds = ray.get(receiver.fetch_s.remote([ref]))
-                rates[(src, dst)] = nbytes * 8 / max(seconds, 1e-6) / 1e6
+        for pairs in probe_rounds(nodes):
+            made = [live[src].blob.remote(nbytes) for src, _ in pairs]
+            ray.wait(made, num_returns=len(made), fetch_local=False)  # made, but not pulled to the driver's node
+            seconds = ray.get([live[dst].fetch_s.remote([ref]) for (_, dst), ref in zip(pairs, made, strict=True)])
+            for pair, s in zip(pairs, seconds, strict=True):
+                rates[pair] = nbytes * 8 / max(s, 1e-6) / 1e6
         return rates
 
     def stats(self) -> dict:
@@ -395,6 +395,33 @@ class RayCluster:
 
         live = {n: a for n, a in self.actors.items() if self.alive[n]}
         return dict(zip(live, ray.get([a.stats.remote() for a in live.values()]), strict=True))
+
+
+def probe_rounds(nodes: dict[str, str]) -> list[list[tuple[str, str]]]:
+    """Every ordered pair of devices on different nodes (``nodes``: device -> node), in rounds
+    in which no node takes part twice, as sender or receiver.
+
+    Node pairs follow the circle method of round-robin tournaments (N-1 rounds of disjoint
+    pairs for N nodes, each pair once), each direction in a round of its own; several devices
+    on one node take turns on its link. About 2(N-1) rounds for one device a node.
+    """
+    hosts = list(dict.fromkeys(nodes.values()))
+    if len(hosts) % 2:
+        hosts.append(None)  # the node paired with None sits the round out
+    order, node_rounds = hosts[1:], []
+    for _ in range(len(hosts) - 1):
+        ring = [hosts[0], *order]
+        pairs = [(ring[i], ring[-1 - i]) for i in range(len(ring) // 2)]
+        node_rounds += [[(a, b) for a, b in pairs if a and b], [(b, a) for a, b in pairs if a and b]]
+        order = order[-1:] + order[:-1]
+    on = {h: [d for d, n in nodes.items() if n == h] for h in hosts if h}
+    rounds = []
+    for node_pairs in node_rounds:
+        # devices of a node pair take turns: the k-th sub-round sends the k-th (src, dst) of each
+        per_pair = [[(s, d) for s in on[a] for d in on[b]] for a, b in node_pairs]
+        for k in range(max((len(p) for p in per_pair), default=0)):
+            rounds.append([p[k] for p in per_pair if k < len(p)])
+    return [r for r in rounds if r]
 
 
 def plan_for(problem, solver: str = "fast", dead: list[str] | None = None) -> dict:
