@@ -399,3 +399,41 @@ def test_controller_measures_device_speeds_from_what_workers_ran(setup):
         assert report.speeds_gmacs == dict(zip(plan.devices, used.tolist()))
     finally:
         controller.shutdown()
+
+
+def test_calibration_doubles_the_dilation_and_charges_nothing(setup):
+    from adaptive_resnet.runtime.controller import Controller
+
+    root, _, _ = setup
+    scenario = parse_scenario(SCENARIO.replace("{default: 0.05}", "{range: [40, 60], seed: 3}"))
+    controller = Controller(scenario, str(root / "ckpt.pt"), "fast", emulate_links=True)
+    try:
+        x = torch.randn(4, 3, 16, 16)
+        rng_state = controller.rng.bit_generator.state
+        trials = controller.calibrate(x, tolerance=-1.0, max_dilation=4.0)  # never close enough: up to the cap
+        assert [k for k, _ in trials] == [1.0, 2.0, 4.0]
+        assert all(np.isfinite(r) and r > 0 for _, r in trials)
+        assert controller.cluster.time_dilation == 4.0
+        assert controller.rng.bit_generator.state == rng_state  # the run's rates are drawn as without it
+        controller._account()
+        assert not controller._spent.any()  # calibration requests charge no battery
+        assert [k for k, _ in controller.calibrate(x, tolerance=1e9)] == [4.0]  # close enough at once: kept
+        from adaptive_resnet.runtime.controller import RunReport
+
+        report = RunReport()
+        controller.step(x, torch.zeros(4, dtype=torch.long), report)
+        assert report.answered == 4 and controller._spent.sum() > 0  # a real step is charged
+        assert all(o >= 0 for o in report.latencies_s)
+    finally:
+        controller.shutdown()
+
+
+def test_run_time_dilation_option_takes_auto_or_a_number_at_least_one():
+    from adaptive_resnet.cli.runtime_options import time_dilation_choice
+    from adaptive_resnet.errors import UserInputError
+
+    assert time_dilation_choice("auto") == (1.0, True)
+    assert time_dilation_choice("4") == (4.0, False)
+    for bad in ("0.5", "fast", "nan"):
+        with pytest.raises(UserInputError, match="time-dilation"):
+            time_dilation_choice(bad)

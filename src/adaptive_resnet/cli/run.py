@@ -23,7 +23,7 @@ def run_cli(
     measure_speeds: bool = opts.MEASURE_SPEEDS,
     probe_rates: bool = opts.PROBE_RATES,
     compiled_graphs: bool = opts.COMPILED_GRAPHS,
-    time_dilation: float = opts.TIME_DILATION,
+    time_dilation: str = opts.RUN_TIME_DILATION,
 ) -> None:
     """Send test images through Ray workers; print accuracy, latency measured vs predicted, energy."""
     import numpy as np
@@ -33,15 +33,22 @@ def run_cli(
     from adaptive_resnet.runtime.controller import Controller, RunReport
     from adaptive_resnet.system import load_scenario
 
+    dilation, calibrate = opts.time_dilation_choice(time_dilation)
     sc = load_scenario(scenario)
     data = load_images(images, "test", cache_dir="runs/cache").subset(limit)
     if data.images.shape[1:] != (sc.model.input_size, sc.model.input_size, 3):
         raise UserInputError(f"images are {data.images.shape[1:]} but the scenario's model takes "
                              f"{sc.model.input_size}x{sc.model.input_size}x3")
     controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
-                            compiled_graphs=compiled_graphs, time_dilation=time_dilation)
+                            compiled_graphs=compiled_graphs, time_dilation=dilation)
     report = RunReport()
     try:
+        if calibrate and emulate_links and len(data):
+            first, _ = next(iter(batches(data, per_step)))
+            trials = controller.calibrate(first)
+            if trials:
+                typer.echo("time dilation auto: " + ", ".join(f"x{k:g} measured/predicted {r:.2f}" for k, r in trials)
+                           + f"; running at x{controller.cluster.time_dilation:g}")
         from rich.progress import Progress
 
         with Progress() as bar:
@@ -52,12 +59,13 @@ def run_cli(
     finally:
         controller.shutdown()
     measured, predicted = np.array(report.latencies_s), np.array(report.predicted_s)
+    dilation = controller.cluster.time_dilation
     typer.echo(f"sent {report.sent}, answered {report.answered}, failed {report.failed}, retried {report.retried}, "
                f"completed through a shortcut {report.shortcut}, plans {report.replans}")
     if report.answered:
         typer.echo(f"accuracy {report.correct / report.answered:.4f}; latency per request measured {measured.mean():.3f} s, "
                    f"predicted {predicted.mean():.3f} s (ratio {measured.mean() / max(predicted.mean(), 1e-9):.2f})"
-                   + (f"; time dilation {time_dilation:g}: the host ran {time_dilation:g}x slower, times scaled back" if time_dilation != 1 else ""))
+                   + (f"; time dilation {dilation:g}: the host ran {dilation:g}x slower, times scaled back" if dilation != 1 else ""))
     typer.echo("energy spent (J): " + ", ".join(f"{k} {v:.2f}" for k, v in report.energy_j.items()))
     if controller.measure_speeds:
         typer.echo("measured speeds (GMAC/s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.speeds_gmacs.items()))

@@ -19,3 +19,21 @@ COMPILED_GRAPHS = typer.Option(False, "--compiled-graphs/--task-calls",
                                     "so only with a core per worker). Falls back to task calls at the first failure.")
 TIME_DILATION = typer.Option(1.0, min=1.0, help="Run emulated links and compute this many times slower and scale measured "
                                                    "times back (a small host emulating many requests at once).")
+RUN_TIME_DILATION = typer.Option("auto", help="As --time-dilation; 'auto' (under link emulation): before the run, send the "
+                                                "first step's images at dilation 1, 2, 4, ... until measured latency is within "
+                                                "10% of predicted (at most 32), and run at that.")
+
+
+def time_dilation_choice(text: str) -> tuple[float, bool]:
+    """``--time-dilation`` of ``run``: (dilation to start at, whether to calibrate)."""
+    from adaptive_resnet.errors import UserInputError
+
+    if text.strip().lower() == "auto":
+        return 1.0, True
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserInputError(f"--time-dilation takes a number >= 1 or 'auto', not {text!r}") from None
+    if not value >= 1.0:
+        raise UserInputError(f"--time-dilation must be >= 1 (got {text})")
+    return value, False

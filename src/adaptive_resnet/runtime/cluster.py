@@ -112,11 +112,9 @@ class RayCluster:
 
         from adaptive_resnet.runtime.worker import DeviceWorker
 
-        if time_dilation < 1.0 or (time_dilation != 1.0 and not emulate_links):
-            raise UserInputError(f"time dilation must be >= 1 and needs link emulation (got {time_dilation}, "
-                                 f"emulation {'on' if emulate_links else 'off'})")
         self.problem = problem
         self.emulate_links = emulate_links
+        self._check_dilation(time_dilation)
         self.time_dilation = time_dilation
         if not ray.is_initialized():
             try:
@@ -151,6 +149,20 @@ class RayCluster:
         # so the cluster holds one, for the chain of the requests it serves now.
         self.compiled = compiled
         self._graph = None  # (key, CompiledDAG)
+
+    def _check_dilation(self, time_dilation: float) -> None:
+        if time_dilation < 1.0 or (time_dilation != 1.0 and not self.emulate_links):
+            raise UserInputError(f"time dilation must be >= 1 and needs link emulation (got {time_dilation}, "
+                                 f"emulation {'on' if self.emulate_links else 'off'})")
+
+    def set_time_dilation(self, time_dilation: float) -> None:
+        """Change the time dilation of every live worker, between requests."""
+        import ray
+
+        self._check_dilation(time_dilation)
+        live = [a for n, a in self.actors.items() if self.alive[n]]
+        ray.get([a.dilate.remote(time_dilation) for a in live])
+        self.time_dilation = time_dilation
 
     def shutdown(self) -> None:
         import ray

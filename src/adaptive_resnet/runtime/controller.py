@@ -16,6 +16,10 @@ import numpy as np
 from adaptive_resnet.errors import UserInputError
 from adaptive_resnet.runtime.cluster import Outcome, RayCluster
 
+# Measured latency within this of the predicted, an emulated step is faithful (docs/runtime.md promises 15%).
+CALIBRATION_TOLERANCE = 0.10
+MAX_DILATION = 32.0  # a step's emulated time runs up to this many times slower on the host
+
 
 @dataclass
 class RunReport:
@@ -73,6 +77,7 @@ class Controller:
         self.probe_rates = (not emulate_links) if probe_rates is None else probe_rates
         self.measured_rates: dict[tuple[str, str], float] = {}
         self._seen = {name: (0.0, 0.0) for name in scenario.device_names}  # (busy_s, macs) so far
+        self._set_aside = {name: (0.0, 0.0, 0.0) for name in scenario.device_names}  # (busy_s, transfer_s, macs) of calibration runs
         self._steps_measured = np.zeros(len(scenario.devices), int)
 
     def plan(self, requests: int, rates_mbps: np.ndarray | None = None) -> dict:
@@ -133,14 +138,56 @@ class Controller:
         report.speeds_gmacs = dict(zip(self.problem.devices, (self.problem.speed_macs / 1e9).tolist()))
         return outcomes
 
+    def calibrate(self, images, tolerance: float = CALIBRATION_TOLERANCE, max_dilation: float = MAX_DILATION) -> list[tuple[float, float]]:
+        """Choose the time dilation for this host: run ``images`` as one step (after a warm-up
+        run of the same step), compare measured with predicted latency, and double the dilation
+        until they agree within ``tolerance`` or it reaches ``max_dilation``.
+
+        A host too small to emulate a step's requests side by side (the cost model serves them
+        at once; two cores run them in turn) measures more than the plan predicts, however good
+        the plan; a dilated run shrinks the host's own costs against the emulated ones. Returns
+        the trials as (dilation, measured / predicted); the cluster keeps the last dilation.
+        Calibration requests are not reported, draw no rates from the run's generator, and
+        charge no energy: what the workers count meanwhile is set aside.
+        """
+        trials: list[tuple[float, float]] = []
+        if not self.cluster.emulate_links:
+            return trials  # a real network is not emulated: nothing to dilate
+        rng_state = self.rng.bit_generator.state
+        plan = self.plan(len(images))
+        self.rng.bit_generator.state = rng_state
+        if not plan.get("feasible", False):
+            return trials
+        before = self.cluster.stats()
+        self.cluster.preload(plan)
+        self.cluster.infer(images, plan)  # warm-up: first calls of a placement run cold
+        dilation = self.cluster.time_dilation
+        while True:
+            self.cluster.set_time_dilation(dilation)
+            answered = [o for o in self.cluster.infer(images, plan) if o.logits is not None]
+            predicted = sum(o.predicted_latency_s for o in answered)
+            if not answered or predicted <= 0:
+                break  # nothing to compare
+            trials.append((dilation, sum(o.latency_s for o in answered) / predicted))
+            if trials[-1][1] <= 1 + tolerance or dilation >= max_dilation:
+                break
+            dilation = min(2 * dilation, max_dilation)
+        for name, s in self.cluster.stats().items():
+            was = before.get(name, {"busy_s": 0.0, "transfer_s": 0.0, "macs": 0.0})
+            self._set_aside[name] = tuple(self._set_aside[name][k] + s[key] - was[key]
+                                          for k, key in enumerate(("busy_s", "transfer_s", "macs")))
+        return trials
+
     def _account(self) -> None:
         """Energy spent per device, and (when measuring) each device's speed over the last step."""
         p = self.problem
         for name, s in self.cluster.stats().items():
             i = p.devices.index(name)
-            self._spent[i] = s["busy_s"] * p.compute_w + s["transfer_s"] * p.transmit_w  # receiver-side time as link time
-            busy, macs = s["busy_s"] - self._seen[name][0], s["macs"] - self._seen[name][1]
-            self._seen[name] = (s["busy_s"], s["macs"])
+            aside_busy, aside_transfer, aside_macs = self._set_aside[name]
+            total_busy, total_macs = s["busy_s"] - aside_busy, s["macs"] - aside_macs
+            self._spent[i] = total_busy * p.compute_w + (s["transfer_s"] - aside_transfer) * p.transmit_w  # receiver-side time as link time
+            busy, macs = total_busy - self._seen[name][0], total_macs - self._seen[name][1]
+            self._seen[name] = (total_busy, total_macs)
             if self.measure_speeds and busy > 1e-4 and macs > 0:
                 # An average over steps damps one slow step (a cold cache, a busy host).
                 measured = macs / busy / 1e9

@@ -103,6 +103,11 @@ class DeviceWorker:
         self.macs_done += macs
         return to_wire(out)
 
+    def dilate(self, time_dilation: float) -> float:
+        """Run emulated durations ``time_dilation`` times slower from now on."""
+        self.time_dilation = time_dilation
+        return time_dilation
+
     def stats(self) -> dict:
         return {"device": self.device, "busy_s": self.busy_s, "transfer_s": self.transfer_s, "macs": self.macs_done,
                 "loaded": sorted(self.loaded)}
