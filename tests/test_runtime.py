@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -437,3 +438,30 @@ def test_run_time_dilation_option_takes_auto_or_a_number_at_least_one():
     for bad in ("0.5", "fast", "nan"):
         with pytest.raises(UserInputError, match="time-dilation"):
             time_dilation_choice(bad)
+
+
+def test_run_command_classifies_a_folder_through_the_cluster_with_calibrated_dilation(setup, tmp_path, monkeypatch):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from adaptive_resnet.cli import app
+
+    root, _, _ = setup
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (tmp_path / "images" / "test" / label).mkdir(parents=True)
+        for k in range(4):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "images" / "test" / label / f"{k}.png")
+    # devices at 0.05 GMAC/s: ~26 ms a request by the cost model, enough to compare with
+    (tmp_path / "scenario.yaml").write_text(SCENARIO.replace("{default: 0.05}", "{default: 50}").replace("speed_gmacs: 1000", "speed_gmacs: 0.05"))
+    monkeypatch.chdir(tmp_path)  # the image cache goes under ./runs
+    result = CliRunner().invoke(app, ["run", "scenario.yaml", "--checkpoint", str(root / "ckpt.pt"), "--images", "images",
+                                      "--limit", "8", "--per-step", "4"])
+    assert result.exit_code == 0, result.output
+    assert "time dilation auto: x1 measured/predicted" in result.output
+    assert "sent 8, answered 8, failed 0" in result.output
+    measured, predicted = (float(v) for v in re.search(r"measured ([\d.]+) s, predicted ([\d.]+) s", result.output).groups())
+    assert predicted > 0 and measured > 0
+    bad = CliRunner().invoke(app, ["run", "scenario.yaml", "--checkpoint", str(root / "ckpt.pt"), "--images", "images",
+                                   "--time-dilation", "slow"])
+    assert bad.exit_code != 0 and "--time-dilation takes a number >= 1 or 'auto'" in bad.output
