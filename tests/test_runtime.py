@@ -462,6 +462,7 @@ def test_run_command_classifies_a_folder_through_the_cluster_with_calibrated_dil
     assert "sent 8, answered 8, failed 0" in result.output
     measured, predicted = (float(v) for v in re.search(r"measured ([\d.]+) s, predicted ([\d.]+) s", result.output).groups())
     assert predicted > 0 and measured > 0
+    assert re.search(r"median [\d.]+ s, 95th percentile [\d.]+ s, max [\d.]+ s", result.output)
     bad = CliRunner().invoke(app, ["run", "scenario.yaml", "--checkpoint", str(root / "ckpt.pt"), "--images", "images",
                                    "--time-dilation", "slow"])
     assert bad.exit_code != 0 and "--time-dilation takes a number >= 1 or 'auto'" in bad.output

@@ -66,6 +66,8 @@ def run_cli(
         typer.echo(f"accuracy {report.correct / report.answered:.4f}; latency per request measured {measured.mean():.3f} s, "
                    f"predicted {predicted.mean():.3f} s (ratio {measured.mean() / max(predicted.mean(), 1e-9):.2f})"
                    + (f"; time dilation {dilation:g}: the host ran {dilation:g}x slower, times scaled back" if dilation != 1 else ""))
+        p50, p95 = np.percentile(measured, [50, 95])
+        typer.echo(f"measured latency per request: median {p50:.3f} s, 95th percentile {p95:.3f} s, max {measured.max():.3f} s")
     typer.echo("energy spent (J): " + ", ".join(f"{k} {v:.2f}" for k, v in report.energy_j.items()))
     if controller.measure_speeds:
         typer.echo("measured speeds (GMAC/s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.speeds_gmacs.items()))
