@@ -466,3 +466,22 @@ def test_run_command_classifies_a_folder_through_the_cluster_with_calibrated_dil
     bad = CliRunner().invoke(app, ["run", "scenario.yaml", "--checkpoint", str(root / "ckpt.pt"), "--images", "images",
                                    "--time-dilation", "slow"])
     assert bad.exit_code != 0 and "--time-dilation takes a number >= 1 or 'auto'" in bad.output
+
+
+def test_a_worker_holds_only_the_weights_of_the_units_it_hosts(setup):
+    from adaptive_resnet.runtime.worker import DeviceWorker, from_wire, to_wire
+
+    root, model, problem = setup
+    worker = DeviceWorker("a", root / "ckpt.pt")  # a plain object: no Ray needed
+    assert worker.weight_bytes() == 0  # a skeleton without storage until units are placed
+    units = problem.units[4:8]
+    worker.load(units)
+    # exactly the cost model's weights for those units (Eq. 1's weight part), no more
+    assert worker.weight_bytes() == sum(problem.profile[u].weight_bytes for u in units)
+    assert worker.stats()["weight_bytes"] == worker.weight_bytes()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        inbound = model.run_units(problem.units[:4], x)
+        expected = model.run_units(units, inbound)
+    got = from_wire(worker.run(to_wire(inbound), units, []))
+    assert torch.allclose(got, expected, atol=1e-6)

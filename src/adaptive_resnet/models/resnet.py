@@ -195,15 +195,18 @@ class DroppableResNet(ResNet):
             return [self.avgpool, self.fc]
         return [self.block(name)]
 
+    def unit_prefixes(self, name: str) -> tuple[str, ...]:
+        """The submodules that hold unit ``name``'s weights, as state-dict key prefixes."""
+        if name == STEM:
+            return ("conv1.", "bn1.")
+        if name == HEAD:
+            return ("fc.",)
+        self.block(name)
+        return (torchvision_path(name) + ".",)
+
     def unit_state_dict(self, name: str) -> dict[str, Tensor]:
         """The slice of the state dict a worker needs to run ``name`` (torchvision keys)."""
-        if name == STEM:
-            prefixes = ("conv1.", "bn1.")
-        elif name == HEAD:
-            prefixes = ("fc.",)
-        else:
-            self.block(name)
-            prefixes = (torchvision_path(name) + ".",)
+        prefixes = self.unit_prefixes(name)
         return {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
 
     def validate_plan(self, plan: DropPlan) -> DropPlan:

@@ -40,7 +40,7 @@ def check_checkpoint_matches(scenario, checkpoint: str) -> None:
     """A one-line error when the checkpoint is not the scenario's model."""
     from adaptive_resnet.train import TrainConfig, load_checkpoint
 
-    config = TrainConfig(**load_checkpoint(checkpoint)["config"])
+    config = TrainConfig(**load_checkpoint(checkpoint, mmap=True)["config"])  # the config only: the weights stay on disk
     m = scenario.model
     theirs = (config.arch, config.stem, config.base_channels, config.num_classes)
     ours = (m.arch, m.stem, m.base_channels, m.num_classes)

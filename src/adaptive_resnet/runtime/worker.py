@@ -45,14 +45,17 @@ class DeviceWorker:
                  emulated_speed_macs: float | None = None, time_dilation: float = 1.0) -> None:
         import torch
 
-        from adaptive_resnet.train import TrainConfig, build_model, load_checkpoint
+        from adaptive_resnet.train import TrainConfig, build_skeleton, load_checkpoint
 
         torch.set_num_threads(threads)
         self.device = device
         self.checkpoint = str(checkpoint)
-        ckpt = load_checkpoint(checkpoint)
-        self.model = build_model(TrainConfig(**ckpt["config"]), initial_weights=False).eval()
-        self._state = ckpt["model"]  # kept to load units on demand; freed units are not reloaded
+        # A device holds the weights of the units it hosts, no more (the cost model's memory,
+        # Eq. 1): the checkpoint is mapped, not read, and the skeleton has no storage ("meta"
+        # tensors) until :meth:`load` gives a unit its weights.
+        ckpt = load_checkpoint(checkpoint, mmap=True)
+        self.model = build_skeleton(TrainConfig(**ckpt["config"])).eval()
+        self._state = ckpt["model"]  # mapped, kept to load units on demand; loaded units stay loaded
         self.loaded: set[str] = set()
         self.busy_s = 0.0  # compute time, for energy accounting
         self.transfer_s = 0.0  # emulated inbound transfer time
@@ -75,7 +78,13 @@ class DeviceWorker:
             missing = [k for k in wanted if k not in self._state]
             if missing:
                 raise KeyError(f"{self.checkpoint} lacks {missing[0]} needed for {name}")
-            self.model.load_state_dict({k: self._state[k] for k in wanted}, strict=False)
+            # Into the unit's own submodules, so no other module is touched (a whole-model
+            # non-strict load gives every batch norm a counter). The tensors are copies in the
+            # worker's memory: read from the file now (a placement's cost, not its first
+            # request's), and independent of the file from then on.
+            for prefix in self.model.unit_prefixes(name):
+                part = {k[len(prefix):]: self._state[k].clone() for k in wanted if k.startswith(prefix)}
+                self.model.get_submodule(prefix[:-1]).load_state_dict(part, assign=True)
             self.loaded.add(name)
         return sorted(self.loaded)
 
@@ -108,9 +117,14 @@ class DeviceWorker:
         self.time_dilation = time_dilation
         return time_dilation
 
+    def weight_bytes(self) -> int:
+        """Bytes of parameters and buffers this worker holds: its loaded units', the rest of the
+        skeleton has no storage."""
+        return sum(t.numel() * t.element_size() for t in self.model.state_dict().values() if not t.is_meta)
+
     def stats(self) -> dict:
         return {"device": self.device, "busy_s": self.busy_s, "transfer_s": self.transfer_s, "macs": self.macs_done,
-                "loaded": sorted(self.loaded)}
+                "loaded": sorted(self.loaded), "weight_bytes": self.weight_bytes()}
 
     def ping(self) -> str:
         return self.device
