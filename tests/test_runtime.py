@@ -161,6 +161,12 @@ def test_preload_loads_each_workers_units_before_any_request(setup):
         for device in "abc":
             wanted = {u for u, d in plan["requests"][0]["placement"].items() if d == device}
             assert loaded[device] == wanted  # exactly its units, the dropped block on none
+        # A new placement: everything on a. b and c free what they held, a loads the rest.
+        cluster.preload({"feasible": True, "requests": [{"placement": {u: "a" for u in problem.units}, "drops": []}]})
+        stats = cluster.stats()
+        assert set(stats["a"]["loaded"]) == set(problem.units) and not stats["b"]["loaded"] and not stats["c"]["loaded"]
+        assert stats["a"]["weight_bytes"] == sum(u.weight_bytes for u in problem.profile.units)
+        assert stats["b"]["weight_bytes"] == stats["c"]["weight_bytes"] == 0
     finally:
         cluster.shutdown()
 
@@ -485,3 +491,9 @@ def test_a_worker_holds_only_the_weights_of_the_units_it_hosts(setup):
         expected = model.run_units(units, inbound)
     got = from_wire(worker.run(to_wire(inbound), units, []))
     assert torch.allclose(got, expected, atol=1e-6)
+    # Placed elsewhere: the worker frees what it no longer hosts, and runs a unit again when asked.
+    worker.place(units[2:])
+    assert worker.weight_bytes() == sum(problem.profile[u].weight_bytes for u in units[2:])
+    assert all(t.is_meta for k, t in worker.model.state_dict().items() if k.startswith(worker.model.unit_prefixes(units[0])))
+    again = from_wire(worker.run(to_wire(inbound), units, []))
+    assert torch.allclose(again, expected, atol=1e-6)

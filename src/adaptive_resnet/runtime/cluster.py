@@ -219,19 +219,21 @@ class RayCluster:
         return self._submit(source, placement, new_drops, previous), new_drops
 
     def preload(self, plan_doc: dict) -> None:
-        """Have each live worker load the weights of the units ``plan_doc`` gives it, now, so the
-        step's first requests do not wait for them (applying a placement is the re-plan's cost)."""
+        """Apply ``plan_doc``'s placement: each live worker loads the weights of the units it is
+        given, now, so the step's first requests do not wait for them (applying a placement is
+        the re-plan's cost), and frees those of the units it no longer hosts, so a device holds
+        what the plan counted on it, not everything it ever ran."""
         import ray
 
-        wanted: dict[str, set[str]] = {}
+        wanted: dict[str, set[str]] = {name: set() for name, ok in self.alive.items() if ok}
         for req in plan_doc.get("requests", []):
             for unit, device in req["placement"].items():
-                if device is not None and self.alive.get(device, False):
-                    wanted.setdefault(device, set()).add(unit)
+                if device is not None and device in wanted:
+                    wanted[device].add(unit)
         from ray.exceptions import RayActorError
 
         order = {u: k for k, u in enumerate(self.problem.units)}
-        refs = [self.actors[d].load.remote(sorted(units, key=order.get)) for d, units in wanted.items()]
+        refs = [self.actors[d].place.remote(sorted(units, key=order.get)) for d, units in wanted.items()]
         for ref in refs:
             with contextlib.suppress(RayActorError):  # a worker that died: the requests find it and recover
                 ray.get(ref)

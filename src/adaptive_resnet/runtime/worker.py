@@ -13,6 +13,7 @@ passing 3.2 MB took 52 ms as tensors, 20 ms as arrays).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -40,6 +41,16 @@ def from_wire(a):
         return torch.from_numpy(np.asarray(a))
 
 
+def release_free_memory() -> None:
+    """Give the heap's free memory back to the OS (glibc's ``malloc_trim``): workers keep freed
+    blocks for reuse (``WORKER_MALLOC_ENV``), but freed weights would otherwise stay resident."""
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim this way
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
 class DeviceWorker:
     def __init__(self, device: str, checkpoint: str | Path, threads: int = 1, unit_macs: dict | None = None,
                  emulated_speed_macs: float | None = None, time_dilation: float = 1.0) -> None:
@@ -55,7 +66,7 @@ class DeviceWorker:
         # tensors) until :meth:`load` gives a unit its weights.
         ckpt = load_checkpoint(checkpoint, mmap=True)
         self.model = build_skeleton(TrainConfig(**ckpt["config"])).eval()
-        self._state = ckpt["model"]  # mapped, kept to load units on demand; loaded units stay loaded
+        self._state = ckpt["model"]  # mapped, kept to load units on demand
         self.loaded: set[str] = set()
         self.busy_s = 0.0  # compute time, for energy accounting
         self.transfer_s = 0.0  # emulated inbound transfer time
@@ -111,6 +122,19 @@ class DeviceWorker:
         self.busy_s += (time.perf_counter() - t0) / self.time_dilation
         self.macs_done += macs
         return to_wire(out)
+
+    def place(self, units: list[str]) -> list[str]:
+        """Host exactly ``units``: load theirs, free the weights of every other loaded unit (its
+        submodules go back to storage-less meta tensors; a later request that runs it loads it
+        again). Returns the units now loaded."""
+        freed = sorted(self.loaded - set(units))
+        for name in freed:
+            for prefix in self.model.unit_prefixes(name):
+                self.model.get_submodule(prefix[:-1]).to_empty(device="meta")
+            self.loaded.discard(name)
+        if freed:
+            release_free_memory()
+        return self.load(units)
 
     def dilate(self, time_dilation: float) -> float:
         """Run emulated durations ``time_dilation`` times slower from now on."""
