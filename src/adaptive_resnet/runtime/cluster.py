@@ -426,9 +426,10 @@ def probe_rounds(nodes: dict[str, str]) -> list[list[tuple[str, str]]]:
     for _ in range(len(hosts) - 1):
         ring = [hosts[0], *order]
         pairs = [(ring[i], ring[-1 - i]) for i in range(len(ring) // 2)]
-        node_rounds += [[(a, b) for a, b in pairs if a and b], [(b, a) for a, b in pairs if a and b]]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+        node_rounds += [pairs, [(b, a) for a, b in pairs]]
         order = order[-1:] + order[:-1]
-    on = {h: [d for d, n in nodes.items() if n == h] for h in hosts if h}
+    on = {h: [d for d, n in nodes.items() if n == h] for h in hosts if h is not None}
     rounds = []
     for node_pairs in node_rounds:
         # devices of a node pair take turns: the k-th sub-round sends the k-th (src, dst) of each
