@@ -460,9 +460,11 @@ def test_run_command_classifies_a_folder_through_the_cluster_with_calibrated_dil
             Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "images" / "test" / label / f"{k}.png")
     # devices at 0.05 GMAC/s: ~26 ms a request by the cost model, enough to compare with
     (tmp_path / "scenario.yaml").write_text(SCENARIO.replace("{default: 0.05}", "{default: 50}").replace("speed_gmacs: 1000", "speed_gmacs: 0.05"))
+    pairs = [("a", "b"), ("a", "c"), ("b", "c")]
+    (tmp_path / "trace.csv").write_text("round,a,b,rate_mbps\n" + "".join(f"{t},{a},{b},{40 + t}\n" for t in (1, 2) for a, b in pairs))
     monkeypatch.chdir(tmp_path)  # the image cache goes under ./runs
     result = CliRunner().invoke(app, ["run", "scenario.yaml", "--checkpoint", str(root / "ckpt.pt"), "--images", "images",
-                                      "--limit", "8", "--per-step", "4"])
+                                      "--limit", "8", "--per-step", "4", "--rate-trace", "trace.csv"])
     assert result.exit_code == 0, result.output
     assert "time dilation auto: x1 measured/predicted" in result.output
     assert "sent 8, answered 8, failed 0" in result.output
@@ -472,6 +474,9 @@ def test_run_command_classifies_a_folder_through_the_cluster_with_calibrated_dil
     bad = CliRunner().invoke(app, ["run", "scenario.yaml", "--checkpoint", str(root / "ckpt.pt"), "--images", "images",
                                    "--time-dilation", "slow"])
     assert bad.exit_code != 0 and "--time-dilation takes a number >= 1 or 'auto'" in bad.output
+    short = CliRunner().invoke(app, ["run", "scenario.yaml", "--checkpoint", str(root / "ckpt.pt"), "--images", "images",
+                                     "--limit", "8", "--per-step", "2", "--rate-trace", "trace.csv"])  # 4 steps, 2 rounds
+    assert short.exit_code != 0 and "round 3 has no rows" in short.output
 
 
 def test_a_worker_holds_only_the_weights_of_the_units_it_hosts(setup):
@@ -497,3 +502,28 @@ def test_a_worker_holds_only_the_weights_of_the_units_it_hosts(setup):
     assert all(t.is_meta for k, t in worker.model.state_dict().items() if k.startswith(worker.model.unit_prefixes(units[0])))
     again = from_wire(worker.run(to_wire(inbound), units, []))
     assert torch.allclose(again, expected, atol=1e-6)
+
+
+def test_a_rate_trace_sets_the_emulated_links_step_by_step_and_repeats(setup, tmp_path):
+    from adaptive_resnet.runtime.controller import Controller, load_rate_trace
+
+    root, _, problem = setup
+    rows = ["round,a,b,rate_mbps"] + [f"{t},{a},{b},{10 * t + k}" for t in (1, 2) for k, (a, b) in enumerate([("a", "b"), ("a", "c"), ("b", "c")])]
+    (tmp_path / "trace.csv").write_text("\n".join(rows) + "\n")
+    trace = load_rate_trace(tmp_path / "trace.csv", ["a", "b", "c"])  # as many steps as the file has
+    assert sorted(trace) == [1, 2]
+    with pytest.raises(UserInputError, match="round 3 has no rows"):
+        load_rate_trace(tmp_path / "trace.csv", ["a", "b", "c"], steps=3)  # a run of 3 steps needs 3 rounds
+    with pytest.raises(UserInputError, match="rate trace sets emulated links"):
+        Controller(problem.scenario, str(root / "ckpt.pt"), emulate_links=False, rate_trace=trace)
+    controller = Controller(problem.scenario, str(root / "ckpt.pt"), emulate_links=True, rate_trace=trace)
+    try:
+        x = torch.randn(2, 3, 16, 16)
+        for step in (1, 2, 1):  # the third step starts the trace again
+            outcomes, _ = controller.serve_step(x)
+            assert all(o.error is None for o in outcomes)
+            rates = controller.problem.rate_bps / 1e6
+            assert rates[0, 1] == pytest.approx(10 * step) and rates[0, 2] == pytest.approx(10 * step + 1)
+            assert rates[1, 2] == pytest.approx(10 * step + 2) and rates[2, 1] == pytest.approx(10 * step + 2)
+    finally:
+        controller.shutdown()

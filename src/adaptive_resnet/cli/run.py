@@ -24,13 +24,14 @@ def run_cli(
     probe_rates: bool = opts.PROBE_RATES,
     compiled_graphs: bool = opts.COMPILED_GRAPHS,
     time_dilation: str = opts.RUN_TIME_DILATION,
+    rate_trace: Path = opts.RATE_TRACE,
 ) -> None:
     """Send test images through Ray workers; print accuracy, latency measured vs predicted, energy."""
     import numpy as np
 
     from adaptive_resnet.data import batches, load_images
     from adaptive_resnet.errors import UserInputError
-    from adaptive_resnet.runtime.controller import Controller, RunReport
+    from adaptive_resnet.runtime.controller import Controller, RunReport, load_rate_trace
     from adaptive_resnet.system import load_scenario
 
     dilation, calibrate = opts.time_dilation_choice(time_dilation)
@@ -39,8 +40,10 @@ def run_cli(
     if data.images.shape[1:] != (sc.model.input_size, sc.model.input_size, 3):
         raise UserInputError(f"images are {data.images.shape[1:]} but the scenario's model takes "
                              f"{sc.model.input_size}x{sc.model.input_size}x3")
+    steps = -(-len(data) // per_step)
+    trace = load_rate_trace(rate_trace, sc.device_names, steps) if rate_trace else None
     controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
-                            compiled_graphs=compiled_graphs, time_dilation=dilation)
+                            compiled_graphs=compiled_graphs, time_dilation=dilation, rate_trace=trace)
     report = RunReport()
     try:
         if calibrate and emulate_links and len(data):

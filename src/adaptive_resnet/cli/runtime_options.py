@@ -19,6 +19,8 @@ COMPILED_GRAPHS = typer.Option(False, "--compiled-graphs/--task-calls",
                                     "so only with a core per worker). Falls back to task calls at the first failure.")
 TIME_DILATION = typer.Option(1.0, min=1.0, help="Run emulated links and compute this many times slower and scale measured "
                                                    "times back (a small host emulating many requests at once).")
+RATE_TRACE = typer.Option(None, help="CSV round,a,b,rate_mbps (as `simulate --rate-trace`): the emulated links' rates, "
+                                      "time step by time step (rounds from 1).")
 RUN_TIME_DILATION = typer.Option("auto", help="As --time-dilation; 'auto' (under link emulation): before the run, send the "
                                                 "first step's images at dilation 1, 2, 4, ... until measured latency is within "
                                                 "10% of predicted (at most 32), and run at that.")

@@ -36,6 +36,25 @@ class RunReport:
     replans: int = 0
 
 
+def load_rate_trace(path, devices: list[str], steps: int | None = None) -> dict[int, np.ndarray]:
+    """The simulator's rate trace (``round,a,b,rate_mbps``, rounds from 1) as the runtime's, by
+    time step: ``steps`` of them required, or (None) as many as the file's last round."""
+    import csv
+    from pathlib import Path
+
+    from adaptive_resnet.simulation.simulator import read_trace
+
+    if steps is None:
+        if not Path(path).is_file():
+            raise UserInputError(f"rate trace not found: {path}")
+        with Path(path).open() as fh:
+            rounds = [row.get("round", "") for row in csv.DictReader(fh)]
+        steps = max((int(r) for r in rounds if r.strip().isdigit()), default=0)
+        if not steps:
+            raise UserInputError(f"{path}: no rows with a round (expected columns round,a,b,rate_mbps)")
+    return read_trace(path, devices, steps)
+
+
 def check_checkpoint_matches(scenario, checkpoint: str) -> None:
     """A one-line error when the checkpoint is not the scenario's model."""
     from adaptive_resnet.train import TrainConfig, load_checkpoint
@@ -51,11 +70,13 @@ def check_checkpoint_matches(scenario, checkpoint: str) -> None:
 class Controller:
     def __init__(self, scenario, checkpoint: str, solver: str = "fast", emulate_links: bool = True, address: str | None = None, seed: int = 0,
                  measure_speeds: bool | None = None, probe_rates: bool | None = None, compiled_graphs: bool = False,
-                 time_dilation: float = 1.0):
+                 time_dilation: float = 1.0, rate_trace: dict[int, np.ndarray] | None = None):
         from adaptive_resnet.accuracy import AccuracyTable
         from adaptive_resnet.planning import Problem
         from adaptive_resnet.profile import profile_model
 
+        if rate_trace is not None and not emulate_links:
+            raise UserInputError("a rate trace sets emulated links; on a real network (no emulation) rates are probed")
         check_checkpoint_matches(scenario, checkpoint)
         m = scenario.model
         self.scenario, self.solver = scenario, solver
@@ -76,6 +97,10 @@ class Controller:
         # under emulation they are the scenario's (drawn per step, or its trace).
         self.probe_rates = (not emulate_links) if probe_rates is None else probe_rates
         self.measured_rates: dict[tuple[str, str], float] = {}
+        # A rate trace (``read_trace``: step 1, 2, ... -> Mb/s matrix) sets the emulated links
+        # step by step, from its first step again after its last; a real network is probed.
+        self.rate_trace = rate_trace
+        self.steps = 0  # time steps served so far
         self._seen = {name: (0.0, 0.0) for name in scenario.device_names}  # (busy_s, macs) so far
         self._set_aside = {name: (0.0, 0.0, 0.0) for name in scenario.device_names}  # (busy_s, transfer_s, macs) of calibration runs
         self._steps_measured = np.zeros(len(scenario.devices), int)
@@ -91,6 +116,8 @@ class Controller:
                 names = self.problem.devices
                 for (src, dst), mbps in self.measured_rates.items():
                     rates_mbps[names.index(src), names.index(dst)] = mbps
+        if rates_mbps is None and self.rate_trace is not None:
+            rates_mbps = self.rate_trace[self.steps % len(self.rate_trace) + 1]
         if rates_mbps is None and self.scenario.rates_mbps.range is not None:
             lo, hi = self.scenario.rates_mbps.range
             draws = self.rng.uniform(lo, hi, (len(self.battery),) * 2)
@@ -105,6 +132,7 @@ class Controller:
     def serve_step(self, images) -> tuple[list[Outcome], dict]:
         """One time step without labels: re-plan, run ``images`` through the cluster, account energy."""
         plan = self.plan(len(images))
+        self.steps += 1
         self.replans += 1
         if plan.get("feasible", False):
             self.cluster.preload(plan)
