@@ -159,9 +159,13 @@ class RayCluster:
         """Change the time dilation of every live worker, between requests."""
         import ray
 
+        from ray.exceptions import RayActorError
+
         self._check_dilation(time_dilation)
-        live = [a for n, a in self.actors.items() if self.alive[n]]
-        ray.get([a.dilate.remote(time_dilation) for a in live])
+        refs = [a.dilate.remote(time_dilation) for n, a in self.actors.items() if self.alive[n]]
+        for ref in refs:
+            with contextlib.suppress(RayActorError):  # a worker that died: the requests find it and recover
+                ray.get(ref)
         self.time_dilation = time_dilation
 
     def shutdown(self) -> None:
