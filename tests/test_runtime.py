@@ -268,6 +268,9 @@ def test_a_killed_worker_loses_no_request(setup):
                 assert torch.allclose(o.logits[0], full[o.index], atol=1e-5)
         with pytest.raises(UserInputError, match="no live worker"):
             cluster._submit(x[:1], plan["requests"][0]["placement"], [])
+        ray.kill(cluster.actors["c"])  # dies between steps: the energy accounting finds it
+        stats = cluster.stats()
+        assert set(stats) == {"a"} and not cluster.alive["c"]
     finally:
         cluster.shutdown()
 

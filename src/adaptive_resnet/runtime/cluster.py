@@ -409,10 +409,19 @@ class RayCluster:
         return rates
 
     def stats(self) -> dict:
+        """Each live worker's counts (``DeviceWorker.stats``); a worker found dead here is marked
+        dead and left out, as the requests would find it."""
         import ray
+        from ray.exceptions import RayActorError
 
-        live = {n: a for n, a in self.actors.items() if self.alive[n]}
-        return dict(zip(live, ray.get([a.stats.remote() for a in live.values()]), strict=True))
+        refs = {n: a.stats.remote() for n, a in self.actors.items() if self.alive[n]}
+        out = {}
+        for name, ref in refs.items():
+            try:
+                out[name] = ray.get(ref)
+            except RayActorError:
+                self.alive[name] = False
+        return out
 
 
 def probe_rounds(nodes: dict[str, str]) -> list[list[tuple[str, str]]]:
