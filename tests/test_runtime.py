@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -269,6 +270,10 @@ def test_a_killed_worker_loses_no_request(setup):
         with pytest.raises(UserInputError, match="no live worker"):
             cluster._submit(x[:1], plan["requests"][0]["placement"], [])
         ray.kill(cluster.actors["c"])  # dies between steps: the energy accounting finds it
+        with pytest.raises(ray.exceptions.RayActorError):  # (once Ray knows it is gone)
+            for _ in range(100):
+                ray.get(cluster.actors["c"].ping.remote(), timeout=10)
+                time.sleep(0.1)
         stats = cluster.stats()
         assert set(stats) == {"a"} and not cluster.alive["c"]
     finally:
