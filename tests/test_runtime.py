@@ -513,15 +513,16 @@ def test_a_worker_holds_only_the_weights_of_the_units_it_hosts(setup):
 
 
 def test_a_rate_trace_sets_the_emulated_links_step_by_step_and_repeats(setup, tmp_path):
-    from adaptive_resnet.runtime.controller import Controller, load_rate_trace
+    from adaptive_resnet.runtime.controller import Controller
+    from adaptive_resnet.simulation.simulator import read_trace
 
     root, _, problem = setup
     rows = ["round,a,b,rate_mbps"] + [f"{t},{a},{b},{10 * t + k}" for t in (1, 2) for k, (a, b) in enumerate([("a", "b"), ("a", "c"), ("b", "c")])]
     (tmp_path / "trace.csv").write_text("\n".join(rows) + "\n")
-    trace = load_rate_trace(tmp_path / "trace.csv", ["a", "b", "c"])  # as many steps as the file has
+    trace = read_trace(tmp_path / "trace.csv", ["a", "b", "c"])  # as many steps as the file has
     assert sorted(trace) == [1, 2]
     with pytest.raises(UserInputError, match="round 3 has no rows"):
-        load_rate_trace(tmp_path / "trace.csv", ["a", "b", "c"], steps=3)  # a run of 3 steps needs 3 rounds
+        read_trace(tmp_path / "trace.csv", ["a", "b", "c"], 3)  # a run of 3 steps needs 3 rounds
     with pytest.raises(UserInputError, match="rate trace sets emulated links"):
         Controller(problem.scenario, str(root / "ckpt.pt"), emulate_links=False, rate_trace=trace)
     controller = Controller(problem.scenario, str(root / "ckpt.pt"), emulate_links=True, rate_trace=trace)

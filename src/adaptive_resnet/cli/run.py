@@ -31,7 +31,8 @@ def run_cli(
 
     from adaptive_resnet.data import batches, load_images
     from adaptive_resnet.errors import UserInputError
-    from adaptive_resnet.runtime.controller import Controller, RunReport, load_rate_trace
+    from adaptive_resnet.runtime.controller import Controller, RunReport
+    from adaptive_resnet.simulation.simulator import read_trace
     from adaptive_resnet.system import load_scenario
 
     dilation, calibrate = opts.time_dilation_choice(time_dilation)
@@ -41,7 +42,7 @@ def run_cli(
         raise UserInputError(f"images are {data.images.shape[1:]} but the scenario's model takes "
                              f"{sc.model.input_size}x{sc.model.input_size}x3")
     steps = -(-len(data) // per_step)
-    trace = load_rate_trace(rate_trace, sc.device_names, steps) if rate_trace else None
+    trace = read_trace(rate_trace, sc.device_names, steps) if rate_trace else None
     controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
                             compiled_graphs=compiled_graphs, time_dilation=dilation, rate_trace=trace)
     report = RunReport()

@@ -28,12 +28,13 @@ def serve_cli(
     classes: str = typer.Option(None, help="Comma-separated class names, to answer names as well as indices."),
 ) -> None:
     """Serve POST /classify (image bytes -> class) and GET /status until interrupted."""
-    from adaptive_resnet.runtime.controller import Controller, load_rate_trace
+    from adaptive_resnet.runtime.controller import Controller
     from adaptive_resnet.runtime.server import Server, http_server
+    from adaptive_resnet.simulation.simulator import read_trace
     from adaptive_resnet.system import load_scenario
 
     sc = load_scenario(scenario)
-    trace = load_rate_trace(rate_trace, sc.device_names) if rate_trace else None  # repeats after its last round
+    trace = read_trace(rate_trace, sc.device_names) if rate_trace else None  # repeats after its last round
     controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
                             compiled_graphs=compiled_graphs, time_dilation=time_dilation, rate_trace=trace)
     server = Server(controller, step_s=step_s, classes=classes.split(",") if classes else None)

@@ -158,7 +158,6 @@ class RayCluster:
     def set_time_dilation(self, time_dilation: float) -> None:
         """Change the time dilation of every live worker, between requests."""
         import ray
-
         from ray.exceptions import RayActorError
 
         self._check_dilation(time_dilation)

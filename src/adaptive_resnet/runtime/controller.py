@@ -36,25 +36,6 @@ class RunReport:
     replans: int = 0
 
 
-def load_rate_trace(path, devices: list[str], steps: int | None = None) -> dict[int, np.ndarray]:
-    """The simulator's rate trace (``round,a,b,rate_mbps``, rounds from 1) as the runtime's, by
-    time step: ``steps`` of them required, or (None) as many as the file's last round."""
-    import csv
-    from pathlib import Path
-
-    from adaptive_resnet.simulation.simulator import read_trace
-
-    if steps is None:
-        if not Path(path).is_file():
-            raise UserInputError(f"rate trace not found: {path}")
-        with Path(path).open() as fh:
-            rounds = [row.get("round", "") for row in csv.DictReader(fh)]
-        steps = max((int(r) for r in rounds if r.strip().isdigit()), default=0)
-        if not steps:
-            raise UserInputError(f"{path}: no rows with a round (expected columns round,a,b,rate_mbps)")
-    return read_trace(path, devices, steps)
-
-
 def check_checkpoint_matches(scenario, checkpoint: str) -> None:
     """A one-line error when the checkpoint is not the scenario's model."""
     from adaptive_resnet.train import TrainConfig, load_checkpoint
@@ -97,7 +78,7 @@ class Controller:
         # under emulation they are the scenario's (drawn per step, or its trace).
         self.probe_rates = (not emulate_links) if probe_rates is None else probe_rates
         self.measured_rates: dict[tuple[str, str], float] = {}
-        # A rate trace (``read_trace``: step 1, 2, ... -> Mb/s matrix) sets the emulated links
+        # A rate trace (the simulator's ``read_trace``: step 1, 2, ... -> Mb/s) sets the emulated links
         # step by step, from its first step again after its last; a real network is probed.
         self.rate_trace = rate_trace
         self.steps = 0  # time steps served so far

@@ -50,8 +50,9 @@ class SimConfig(BaseModel):
     seed: int = 0
 
 
-def read_trace(path: str | Path, devices: list[str], rounds: int) -> dict[int, np.ndarray]:
-    """Per-round rate matrices from ``round,a,b,rate_mbps`` rows; every round needs every pair."""
+def read_trace(path: str | Path, devices: list[str], rounds: int | None = None) -> dict[int, np.ndarray]:
+    """Per-round rate matrices from ``round,a,b,rate_mbps`` rows, rounds from 1; every round
+    needs every pair, for ``rounds`` rounds (None: up to the file's last)."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"rate trace not found: {path}")
@@ -70,6 +71,10 @@ def read_trace(path: str | Path, devices: list[str], rounds: int) -> dict[int, n
             m = out.setdefault(t, np.full((n, n), np.nan))
             i, k = devices.index(a), devices.index(b)
             m[i, k] = m[k, i] = rate
+    if rounds is None:
+        rounds = max(out, default=0)
+        if rounds < 1:
+            raise UserInputError(f"{path}: no rounds (expected rows round,a,b,rate_mbps with rounds from 1)")
     for t in range(1, rounds + 1):
         m = out.get(t)
         missing = None if m is None else [(devices[i], devices[k]) for i in range(n) for k in range(i + 1, n) if np.isnan(m[i, k])]
