@@ -14,7 +14,7 @@ from adaptive_resnet.accuracy import AccuracyTable
 from adaptive_resnet.errors import UserInputError
 from adaptive_resnet.models import DropPlan
 from adaptive_resnet.planning import Problem
-from adaptive_resnet.runtime.cluster import RayCluster, plan_for, probe_rounds, request_input, segments
+from adaptive_resnet.runtime.cluster import RayCluster, one_node, plan_for, probe_rounds, request_input, segments
 from adaptive_resnet.system import parse_scenario
 from adaptive_resnet.train import TrainConfig, build_model
 
@@ -536,3 +536,12 @@ def test_a_rate_trace_sets_the_emulated_links_step_by_step_and_repeats(setup, tm
             assert rates[1, 2] == pytest.approx(10 * step + 2) and rates[2, 1] == pytest.approx(10 * step + 2)
     finally:
         controller.shutdown()
+
+
+def test_link_emulation_is_on_by_default_where_the_cluster_is_one_machine(setup):
+    root, _, problem = setup
+    cluster = RayCluster(problem, str(root / "ckpt.pt"))  # no choice made: decided by the cluster
+    try:
+        assert one_node() and cluster.emulate_links
+    finally:
+        cluster.shutdown()

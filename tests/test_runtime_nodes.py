@@ -11,7 +11,7 @@ import torch
 from adaptive_resnet.accuracy import AccuracyTable
 from adaptive_resnet.models import DropPlan
 from adaptive_resnet.planning import Problem
-from adaptive_resnet.runtime.cluster import RayCluster, plan_for
+from adaptive_resnet.runtime.cluster import RayCluster, one_node, plan_for
 from adaptive_resnet.system import parse_scenario
 from adaptive_resnet.train import TrainConfig, build_model
 
@@ -44,6 +44,7 @@ def test_node_removed_under_load(tmp_path):
         ray.init(address=cluster.address, log_to_driver=False)
         table = AccuracyTable(0.9, {DropPlan.dc(["stage3.block2"]): 0.85}, name="t", arch="resnet18")
         problem = Problem(parse_scenario(SCENARIO), accuracy=table)
+        assert not one_node()  # several nodes: by default a real network, not emulated
         runtime = RayCluster(problem, str(tmp_path / "ckpt.pt"), emulate_links=True)
         placement = {u: "abc"[min(3 * i // len(problem.units), 2)] for i, u in enumerate(problem.units)}
         plan = {"feasible": True, "requests": [{"placement": placement, "drops": []}]}

@@ -18,7 +18,7 @@ def run_cli(
     limit: int = typer.Option(64, help="How many test images to send."),
     per_step: int = typer.Option(8, help="Requests per time step (the controller re-plans each step)."),
     solver: str = opts.SOLVER,
-    emulate_links: bool = opts.EMULATE_LINKS,
+    emulate_links: bool | None = opts.EMULATE_LINKS,
     address: str = opts.ADDRESS,
     measure_speeds: bool = opts.MEASURE_SPEEDS,
     probe_rates: bool = opts.PROBE_RATES,
@@ -47,7 +47,7 @@ def run_cli(
                             compiled_graphs=compiled_graphs, time_dilation=dilation, rate_trace=trace)
     report = RunReport()
     try:
-        if calibrate and emulate_links and len(data):
+        if calibrate and controller.cluster.emulate_links and len(data):
             first, _ = next(iter(batches(data, per_step)))
             trials = controller.calibrate(first)
             if trials:

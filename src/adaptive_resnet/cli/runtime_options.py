@@ -7,7 +7,9 @@ import typer
 SCENARIO = typer.Argument(..., help="Scenario YAML whose model matches the checkpoint.")
 CHECKPOINT = typer.Option(..., help="Checkpoint written by `adaptive-resnet train`.")
 SOLVER = typer.Option("fast")
-EMULATE_LINKS = typer.Option(True, help="Wait size/rate on every hop (one machine standing for a network).")
+EMULATE_LINKS = typer.Option(None, "--emulate-links/--no-emulate-links",
+                             help="Wait size/rate on every hop and stretch compute to the devices' speeds (one machine standing "
+                                  "for a network). Default: on when the Ray cluster is one node, off on several (a real network).")
 ADDRESS = typer.Option(None, help="Ray address of an existing cluster (default: a local one).")
 MEASURE_SPEEDS = typer.Option(None, "--measure-speeds/--configured-speeds",
                               help="Plan with the compute speeds workers show (default: on without link emulation).")

@@ -18,7 +18,7 @@ def serve_cli(
     port: int = typer.Option(8080, help="0 picks a free port."),
     step_s: float = typer.Option(0.2, help="Requests arriving within this window form one time step."),
     solver: str = opts.SOLVER,
-    emulate_links: bool = opts.EMULATE_LINKS,
+    emulate_links: bool | None = opts.EMULATE_LINKS,
     address: str = opts.ADDRESS,
     measure_speeds: bool = opts.MEASURE_SPEEDS,
     probe_rates: bool = opts.PROBE_RATES,

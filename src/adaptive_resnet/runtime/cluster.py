@@ -106,16 +106,15 @@ class RayCluster:
     compute, contention as modelled), an undilated one the whole stack.
     """
 
-    def __init__(self, problem, checkpoint: str, address: str | None = None, emulate_links: bool = True, threads_per_worker: int = 1,
+    def __init__(self, problem, checkpoint: str, address: str | None = None, emulate_links: bool | None = None, threads_per_worker: int = 1,
                  compiled: bool = False, time_dilation: float = 1.0) -> None:
         import ray
 
         from adaptive_resnet.runtime.worker import DeviceWorker
 
         self.problem = problem
-        self.emulate_links = emulate_links
-        self._check_dilation(time_dilation)
-        self.time_dilation = time_dilation
+        if time_dilation < 1.0:
+            raise UserInputError(f"time dilation must be >= 1 (got {time_dilation})")
         if not ray.is_initialized():
             try:
                 if address:
@@ -124,6 +123,11 @@ class RayCluster:
                     ray.init(num_cpus=max(2, len(problem.devices)), include_dashboard=False, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise UserInputError(f"cannot reach Ray at {address or 'a new local instance'}: {str(exc).splitlines()[0]}") from None
+        # Emulation by default where the whole cluster is one machine (one Ray node standing for
+        # the network), not where workers sit on several nodes with a real network between them.
+        self.emulate_links = one_node() if emulate_links is None else emulate_links
+        self._check_dilation(time_dilation)
+        self.time_dilation = time_dilation
         resources = ray.cluster_resources()
         # Each worker counts the multiplications it runs from the profile's numbers (the one
         # cost model), so the controller can measure every device's speed.
@@ -134,11 +138,11 @@ class RayCluster:
         self.actors = {}
         remote = ray.remote(DeviceWorker)
         for name in problem.devices:
-            options = {"num_cpus": 0, "max_restarts": 0, "max_concurrency": EMULATED_CONCURRENCY if emulate_links else 1,
+            options = {"num_cpus": 0, "max_restarts": 0, "max_concurrency": EMULATED_CONCURRENCY if self.emulate_links else 1,
                        "runtime_env": {"env_vars": dict(WORKER_MALLOC_ENV)}}
             if f"device:{name}" in resources:
                 options["resources"] = {f"device:{name}": 1}
-            speed = float(problem.speed_macs[problem.devices.index(name)]) if emulate_links else None
+            speed = float(problem.speed_macs[problem.devices.index(name)]) if self.emulate_links else None
             self.actors[name] = remote.options(**options).remote(name, checkpoint, threads_per_worker, unit_macs, speed, time_dilation)
         ray.get([a.ping.remote() for a in self.actors.values()])  # fail here, not mid-request
         self.alive = {name: True for name in problem.devices}
@@ -421,6 +425,13 @@ class RayCluster:
             except RayActorError:
                 self.alive[name] = False
         return out
+
+
+def one_node() -> bool:
+    """Whether the connected Ray cluster is a single live node (one machine)."""
+    import ray
+
+    return sum(1 for node in ray.nodes() if node.get("Alive")) <= 1
 
 
 def probe_rounds(nodes: dict[str, str]) -> list[list[tuple[str, str]]]:

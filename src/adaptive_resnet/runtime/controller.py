@@ -49,14 +49,14 @@ def check_checkpoint_matches(scenario, checkpoint: str) -> None:
 
 
 class Controller:
-    def __init__(self, scenario, checkpoint: str, solver: str = "fast", emulate_links: bool = True, address: str | None = None, seed: int = 0,
+    def __init__(self, scenario, checkpoint: str, solver: str = "fast", emulate_links: bool | None = None, address: str | None = None, seed: int = 0,
                  measure_speeds: bool | None = None, probe_rates: bool | None = None, compiled_graphs: bool = False,
                  time_dilation: float = 1.0, rate_trace: dict[int, np.ndarray] | None = None):
         from adaptive_resnet.accuracy import AccuracyTable
         from adaptive_resnet.planning import Problem
         from adaptive_resnet.profile import profile_model
 
-        if rate_trace is not None and not emulate_links:
+        if rate_trace is not None and emulate_links is False:
             raise UserInputError("a rate trace sets emulated links; on a real network (no emulation) rates are probed")
         check_checkpoint_matches(scenario, checkpoint)
         m = scenario.model
@@ -68,6 +68,11 @@ class Controller:
         self.problem = Problem(scenario, self.profile, self.table)
         self.cluster = RayCluster(self.problem, checkpoint, address=address, emulate_links=emulate_links, compiled=compiled_graphs,
                                   time_dilation=time_dilation)
+        emulate_links = self.cluster.emulate_links  # None: decided by the cluster (one node or several)
+        if rate_trace is not None and not emulate_links:
+            self.cluster.shutdown()
+            raise UserInputError("a rate trace sets emulated links, but the workers are on several nodes (a real network, "
+                                 "not emulated, its rates probed); pass --emulate-links to emulate there")
         self._spent = np.zeros(len(scenario.devices))
         self.replans = 0
         # Measured compute speeds replace the configured ones on a real cluster; under link
