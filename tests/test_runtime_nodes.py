@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from adaptive_resnet.accuracy import AccuracyTable
+from adaptive_resnet.errors import UserInputError
 from adaptive_resnet.models import DropPlan
 from adaptive_resnet.planning import Problem
 from adaptive_resnet.runtime.cluster import RayCluster, one_node, plan_for
@@ -45,6 +46,10 @@ def test_node_removed_under_load(tmp_path):
         table = AccuracyTable(0.9, {DropPlan.dc(["stage3.block2"]): 0.85}, name="t", arch="resnet18")
         problem = Problem(parse_scenario(SCENARIO), accuracy=table)
         assert not one_node()  # several nodes: by default a real network, not emulated
+        four = parse_scenario(SCENARIO.replace("devices:\n", "devices:\n  - {name: d, memory_mb: 5, speed_gmacs: 1000, "
+                                                               "compute_limit_gmac: 1000, energy_j: 1000}\n"))
+        with pytest.raises(UserInputError, match="no Ray node offers device 'd'"):
+            RayCluster(Problem(four, accuracy=table), str(tmp_path / "ckpt.pt"))
         runtime = RayCluster(problem, str(tmp_path / "ckpt.pt"), emulate_links=True)
         placement = {u: "abc"[min(3 * i // len(problem.units), 2)] for i, u in enumerate(problem.units)}
         plan = {"feasible": True, "requests": [{"placement": placement, "drops": []}]}

@@ -135,6 +135,11 @@ class RayCluster:
 
         unit_macs = {u.name: {"full": u.macs, **{c.value: problem.profile.kept_cost(u.name, c)[0] for c in Connection}}
                      for u in problem.profile.units}
+        pinned = [name for name in problem.devices if f"device:{name}" in resources]
+        if pinned and len(pinned) < len(problem.devices):  # a real cluster missing a node: do not run it on another one unnoticed
+            missing = [name for name in problem.devices if name not in pinned]
+            raise UserInputError(f"no Ray node offers device {', '.join(repr(m) for m in missing)} (start its node with "
+                                 f"ray start --resources '{{\"device:{missing[0]}\": 1}}'); {', '.join(pinned)} have theirs")
         self.actors = {}
         remote = ray.remote(DeviceWorker)
         for name in problem.devices:
