@@ -417,7 +417,7 @@ def test_controller_measures_device_speeds_from_what_workers_ran(setup):
 
 
 def test_calibration_doubles_the_dilation_and_charges_nothing(setup):
-    from adaptive_resnet.runtime.controller import Controller
+    from adaptive_resnet.runtime.controller import Controller, RunReport
 
     root, _, _ = setup
     scenario = parse_scenario(SCENARIO.replace("{default: 0.05}", "{range: [40, 60], seed: 3}"))
@@ -433,8 +433,6 @@ def test_calibration_doubles_the_dilation_and_charges_nothing(setup):
         controller._account()
         assert not controller._spent.any()  # calibration requests charge no battery
         assert [k for k, _ in controller.calibrate(x, tolerance=1e9)] == [4.0]  # close enough at once: kept
-        from adaptive_resnet.runtime.controller import RunReport
-
         report = RunReport()
         controller.step(x, torch.zeros(4, dtype=torch.long), report)
         assert report.answered == 4 and controller._spent.sum() > 0  # a real step is charged
@@ -445,7 +443,6 @@ def test_calibration_doubles_the_dilation_and_charges_nothing(setup):
 
 def test_run_time_dilation_option_takes_auto_or_a_number_at_least_one():
     from adaptive_resnet.cli.runtime_options import time_dilation_choice
-    from adaptive_resnet.errors import UserInputError
 
     assert time_dilation_choice("auto") == (1.0, True)
     assert time_dilation_choice("4") == (4.0, False)
