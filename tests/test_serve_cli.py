@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -40,34 +43,38 @@ def test_serve_command_answers_over_http_and_stops_cleanly_on_ctrl_c(tmp_path):
     (tmp_path / "trace.csv").write_text("round,a,b,rate_mbps\n1,a,b,20\n2,a,b,40\n")
     proc = subprocess.Popen([sys.executable, "-m", "adaptive_resnet.cli", "serve", str(tmp_path / "scenario.yaml"),
                              "--checkpoint", str(tmp_path / "ckpt.pt"), "--port", "0", "--step-s", "0.1",
-                             "--rate-trace", str(tmp_path / "trace.csv")],
+                             "--rate-trace", str(tmp_path / "trace.csv"), "--time-dilation", "auto"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        said = []
+        # Read its output on a thread: Ray's own processes hold the pipe open, so a read could
+        # wait for ever if the command died.
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+        said, url = [], None
         deadline = time.monotonic() + 180
-        while not (said and "serving" in said[-1]) and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            said.append(line)
-        url = re.search(r"http://[\d.]+:\d+", said[-1] if said else "")
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(queue.Empty):
+                said.append(lines.get(timeout=1))
+                url = re.search(r"^serving .* at (http://[\d.]+:\d+)", said[-1])
         assert url, "no serving line; the process said:\n" + "".join(said)
+        assert any(line.startswith("time dilation auto: x1 measured/predicted") for line in said), said
         png = io.BytesIO()
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(png, format="PNG")
         answers = []
         for _ in range(3):  # three time steps: the trace's two rounds, then its first again
-            request = urllib.request.Request(url.group() + "/classify", data=png.getvalue(), method="POST")
+            request = urllib.request.Request(url.group(1) + "/classify", data=png.getvalue(), method="POST")
             with urllib.request.urlopen(request, timeout=120) as reply:
                 answers.append(json.loads(reply.read()))
         assert all(0 <= a["class_index"] < 10 for a in answers)
-        with urllib.request.urlopen(url.group() + "/status", timeout=60) as reply:
+        with urllib.request.urlopen(url.group(1) + "/status", timeout=60) as reply:
             status = json.loads(reply.read())
         assert status["answered"] == 3 and status["failed"] == 0
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, out
-        assert "answered 3, failed 0" in out
+        assert proc.wait(timeout=120) == 0
+        time.sleep(0.5)  # the last lines reach the reader
+        out = "".join(said) + "".join(lines.queue)
+        assert "answered 3, failed 0" in out, out
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()

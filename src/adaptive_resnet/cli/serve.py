@@ -23,7 +23,7 @@ def serve_cli(
     measure_speeds: bool = opts.MEASURE_SPEEDS,
     probe_rates: bool = opts.PROBE_RATES,
     compiled_graphs: bool = opts.COMPILED_GRAPHS,
-    time_dilation: float = opts.TIME_DILATION,
+    time_dilation: str = opts.TIME_DILATION,
     rate_trace: Path = opts.RATE_TRACE,
     classes: str = typer.Option(None, help="Comma-separated class names, to answer names as well as indices."),
 ) -> None:
@@ -33,10 +33,19 @@ def serve_cli(
     from adaptive_resnet.simulation.simulator import read_trace
     from adaptive_resnet.system import load_scenario
 
+    dilation, calibrate = opts.time_dilation_choice(time_dilation)
     sc = load_scenario(scenario)
     trace = read_trace(rate_trace, sc.device_names) if rate_trace else None  # repeats after its last round
     controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
-                            compiled_graphs=compiled_graphs, time_dilation=time_dilation, rate_trace=trace)
+                            compiled_graphs=compiled_graphs, time_dilation=dilation, rate_trace=trace)
+    if calibrate and controller.cluster.emulate_links:
+        import torch
+
+        size = sc.model.input_size
+        trials = controller.calibrate(torch.randn(sc.requests, 3, size, size))  # latency does not depend on the pixels
+        if trials:
+            typer.echo("time dilation auto: " + ", ".join(f"x{k:g} measured/predicted {r:.2f}" for k, r in trials)
+                       + f"; serving at x{controller.cluster.time_dilation:g}")
     server = Server(controller, step_s=step_s, classes=classes.split(",") if classes else None)
     httpd = http_server(server, host, port)
     typer.echo(f"serving {sc.model.arch} on {len(sc.devices)} workers at http://{host}:{httpd.server_address[1]} "
