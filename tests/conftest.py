@@ -22,3 +22,16 @@ def tiny_model() -> DroppableResNet:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.1, 0.1)
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A checkpoint file (as ``adaptive-resnet train`` writes) of a CIFAR-stem ResNet-50 at width
+    4 for 10 classes, for commands that load one."""
+    from adaptive_resnet.train import TrainConfig, build_model
+
+    config = TrainConfig(data=".", arch="resnet50", stem="cifar", base_channels=4, num_classes=10)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("checkpoint") / "ckpt.pt"
+    torch.save({"model": build_model(config).state_dict(), "config": config.model_dump()}, path)
+    return path

@@ -16,33 +16,24 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
+import yaml
 from PIL import Image
-
-from adaptive_resnet.train import TrainConfig, build_model
 
 pytestmark = pytest.mark.ray
 
-SCENARIO = """
-model: {arch: resnet50, input_size: 16, num_classes: 10, stem: cifar, base_channels: 4}
-accuracy: paper
-accuracy_threshold: 0.5
-requests: 2
-devices:
-  - {name: a, memory_mb: 5, speed_gmacs: 1000, compute_limit_gmac: 1000, energy_j: 1000}
-  - {name: b, memory_mb: 5, speed_gmacs: 1000, compute_limit_gmac: 1000, energy_j: 1000}
-rates_mbps: {default: 50}
-"""
+# Two fast devices; the image size and classes of ``tiny_checkpoint``.
+SCENARIO = {
+    "model": {"arch": "resnet50", "input_size": 16, "num_classes": 10, "stem": "cifar", "base_channels": 4},
+    "accuracy": "paper", "accuracy_threshold": 0.5, "requests": 2, "rates_mbps": {"default": 50},
+    "devices": [{"name": name, "memory_mb": 5, "speed_gmacs": 1000, "compute_limit_gmac": 1000, "energy_j": 1000} for name in "ab"],
+}
 
 
-def test_serve_command_answers_over_http_and_stops_cleanly_on_ctrl_c(tmp_path):
-    config = TrainConfig(data=".", arch="resnet50", stem="cifar", base_channels=4, num_classes=10)
-    torch.manual_seed(0)
-    torch.save({"model": build_model(config).state_dict(), "config": config.model_dump()}, tmp_path / "ckpt.pt")
-    (tmp_path / "scenario.yaml").write_text(SCENARIO)
+def test_serve_command_answers_over_http_and_stops_cleanly_on_ctrl_c(tmp_path, tiny_checkpoint):
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump(SCENARIO))
     (tmp_path / "trace.csv").write_text("round,a,b,rate_mbps\n1,a,b,20\n2,a,b,40\n")
     proc = subprocess.Popen([sys.executable, "-m", "adaptive_resnet.cli", "serve", str(tmp_path / "scenario.yaml"),
-                             "--checkpoint", str(tmp_path / "ckpt.pt"), "--port", "0", "--step-s", "0.1",
+                             "--checkpoint", str(tiny_checkpoint), "--port", "0", "--step-s", "0.1",
                              "--rate-trace", str(tmp_path / "trace.csv"), "--time-dilation", "auto"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
