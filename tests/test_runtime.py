@@ -262,6 +262,8 @@ def test_a_killed_worker_loses_no_request(setup):
         assert len(answered) + len(failed) == len(x)  # none lost, none twice
         assert replans == [["b"]]
         assert any(o.attempts == 2 for o in answered)  # re-planned and retried
+        print(f"killed actor: sent {len(x)}, answered {len(answered)}, re-planned {sum(o.attempts > 1 for o in outcomes)}, "
+              f"failed {len(failed)}")
         with torch.no_grad():
             full = model(x)
         for o in answered:
@@ -309,6 +311,9 @@ def test_requests_in_flight_finish_through_the_shortcut_of_a_dead_worker(setup):
         assert replans == []  # nothing re-planned: the shortcut completed them
         assert all(o.logits is not None and o.error is None for o in outcomes)
         assert all(o.shortcut and o.drops == ["stage3.block2:DC"] and o.attempts == 1 for o in outcomes)
+        print(f"shortcut: sent {len(outcomes)}, answered {sum(o.logits is not None for o in outcomes)}, "
+              f"through the shortcut {sum(o.shortcut for o in outcomes)}, re-planned {len(replans)}, "
+              f"failed {sum(o.error is not None for o in outcomes)}")
         with torch.no_grad():
             # one image at a time, as the workers run them (a batch of 6 may take other kernels)
             expected = torch.cat([model(x[i : i + 1], DropPlan.dc(["stage3.block2"])) for i in range(len(x))])
