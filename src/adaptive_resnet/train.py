@@ -15,7 +15,6 @@ configuration is refused rather than silently mixed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -89,26 +88,8 @@ def build_skeleton(config: TrainConfig) -> DroppableResNet:  # noqa: F821
     until ``load_state_dict(..., assign=True)`` hands a part of it its weights."""
     import torch
 
-    with _initialisers_skipped(), torch.device("meta"):
+    with torch.device("meta"):
         return build_model(config, initial_weights=False)
-
-
-@contextlib.contextmanager
-def _initialisers_skipped():
-    """``torch.nn.init``'s in-place initialisers do nothing while this lasts: on meta tensors
-    they would do nothing anyway, yet the first one imports torch's decompositions (measured:
-    +80 MB resident and 900 modules in a worker that otherwise holds a quarter of ResNet-50)."""
-    from torch.nn import init
-
-    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
-    originals = {n: getattr(init, n) for n in names}
-    for n in names:
-        setattr(init, n, lambda tensor, *args, **kwargs: tensor)
-    try:
-        yield
-    finally:
-        for n, f in originals.items():
-            setattr(init, n, f)
 
 
 def evaluate(model, data, batch_size: int = 500, image_size: int | None = None, plan=None) -> float:
