@@ -48,11 +48,7 @@ def run_cli(
     report = RunReport()
     try:
         if calibrate and controller.cluster.emulate_links and len(data):
-            first, _ = next(iter(batches(data, per_step)))
-            trials = controller.calibrate(first)
-            if trials:
-                typer.echo("time dilation auto: " + ", ".join(f"x{k:g} measured/predicted {r:.2f}" for k, r in trials)
-                           + f"; running at x{controller.cluster.time_dilation:g}")
+            opts.calibrate_dilation(controller, next(iter(batches(data, per_step)))[0], "running")
         from rich.progress import Progress
 
         with Progress() as bar:

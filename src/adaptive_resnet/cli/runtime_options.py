@@ -43,3 +43,12 @@ def time_dilation_choice(text: str) -> tuple[float, bool]:
     if not value >= 1.0:
         raise UserInputError(f"--time-dilation must be >= 1 (got {text})")
     return value, False
+
+
+def calibrate_dilation(controller, images, doing: str) -> None:
+    """``--time-dilation auto``: calibrate on ``images`` (:meth:`Controller.calibrate`) and say
+    what was tried and what the command goes on at (``doing``: "running", "serving")."""
+    trials = controller.calibrate(images)
+    if trials:
+        typer.echo("time dilation auto: " + ", ".join(f"x{k:g} measured/predicted {r:.2f}" for k, r in trials)
+                   + f"; {doing} at x{controller.cluster.time_dilation:g}")

@@ -42,10 +42,7 @@ def serve_cli(
         import torch
 
         size = sc.model.input_size
-        trials = controller.calibrate(torch.randn(sc.requests, 3, size, size))  # latency does not depend on the pixels
-        if trials:
-            typer.echo("time dilation auto: " + ", ".join(f"x{k:g} measured/predicted {r:.2f}" for k, r in trials)
-                       + f"; serving at x{controller.cluster.time_dilation:g}")
+        opts.calibrate_dilation(controller, torch.randn(sc.requests, 3, size, size), "serving")  # latency does not depend on the pixels
     server = Server(controller, step_s=step_s, classes=classes.split(",") if classes else None)
     httpd = http_server(server, host, port)
     typer.echo(f"serving {sc.model.arch} on {len(sc.devices)} workers at http://{host}:{httpd.server_address[1]} "
