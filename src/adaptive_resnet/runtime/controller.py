@@ -56,8 +56,6 @@ class Controller:
         from adaptive_resnet.planning import Problem
         from adaptive_resnet.profile import profile_model
 
-        if rate_trace is not None and emulate_links is False:
-            raise UserInputError("a rate trace sets emulated links; on a real network (no emulation) rates are probed")
         check_checkpoint_matches(scenario, checkpoint)
         m = scenario.model
         self.scenario, self.solver = scenario, solver
@@ -71,8 +69,8 @@ class Controller:
         emulate_links = self.cluster.emulate_links  # None: decided by the cluster (one node or several)
         if rate_trace is not None and not emulate_links:
             self.cluster.shutdown()
-            raise UserInputError("a rate trace sets emulated links, but the workers are on several nodes (a real network, "
-                                 "not emulated, its rates probed); pass --emulate-links to emulate there")
+            raise UserInputError("a rate trace sets emulated links, and links are not emulated here (--no-emulate-links, or "
+                                 "workers on several nodes: a real network, whose rates are probed)")
         self._spent = np.zeros(len(scenario.devices))
         self.replans = 0
         # Measured compute speeds replace the configured ones on a real cluster; under link
