@@ -118,7 +118,7 @@ def segment_route(
     if allowed is None:
         cum_banned = static["cum_banned"]
     else:
-        cum_banned = _cumulative(np.broadcast_to(~(allowed & problem.available[None, :]), (L, N)))
+        cum_banned = _ban_table(allowed, problem.available)
     cum_macs, cum_energy = static["cum_macs"], static["cum_energy"]
     # The segment prices as short per-device lists of (resource, threshold, price), the priced
     # ones only: most of column generation's rows have no price, and the DP checks each list
@@ -214,7 +214,7 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
             "cum_energy": _cumulative(compute_t) * problem.compute_w,
             "cum_act": _cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N))),
             "cum_weights": _cumulative(problem.weight_bytes[cand.units].astype(float)),
-            "cum_banned": _cumulative(np.broadcast_to(~problem.available[None, :], (L, N)).astype(float)),
+            "cum_banned": _ban_table(np.ones((L, N), np.bool_), problem.available),
         }
 
     return problem.per_candidate("segment_tables", cand, make)
@@ -363,6 +363,20 @@ _FOUND, _NONE, _RAN_OUT = 0, 1, 2
 
 
 @numba.njit(cache=True)
+def _ban_table(allowed, available):
+    """(L+1, N) cumulative count of units barred from each device (not allowed there, or the
+    device unavailable): a segment [a, b) on k crosses none when the counts at a and b agree.
+    The one home of that table: the static one, segment_route's with a mask, and
+    capacity_route's loop, which bars more each round."""
+    L, N = allowed.shape
+    out = np.zeros((L + 1, N))
+    for u in range(L):
+        for k in range(N):
+            out[u + 1, k] = out[u, k] + (0.0 if allowed[u, k] and available[k] else 1.0)
+    return out
+
+
+@numba.njit(cache=True)
 def _memory_table(activations, weight_bytes, units, hosted, shared):
     """(L+1, N) cumulative memory a route's units take on each device: activations, plus in
     ``shared-weights`` mode the weights of units not hosted there yet (compiled: both route
@@ -387,12 +401,7 @@ def _capacity_route(cum_t, transfer, cum_macs, cum_energy, cum_banned_static, ac
     cum_mem = _memory_table(activations, weight_bytes, units, hosted, shared)
     devices = np.zeros(L, np.int64)
     for dp in range(max_dps):
-        cum_banned = cum_banned_static
-        if barred:
-            cum_banned = np.zeros((L + 1, N))
-            for u in range(L):
-                for k in range(N):
-                    cum_banned[u + 1, k] = cum_banned[u, k] + (0.0 if allowed[u, k] and available[k] else 1.0)
+        cum_banned = _ban_table(allowed, available) if barred else cum_banned_static
         cost, devices = _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_try, memory_try, energy_try,
                                     1 + 1e-9, transfer, cum_res, pen_r, pen_t, pen_p, pen_n, ratio_price, room)
         if cost == np.inf:
