@@ -63,17 +63,16 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
-        torch.save({"model": build_model(config).state_dict(), "config": config.model_dump()}, path)
+        model = build_model(config).eval()
+        torch.save({"model": model.state_dict(), "config": config.model_dump()}, path)
+        inputs, x = {}, torch.randn(1, 3, args.input_size, args.input_size)  # each unit's input shape
+        with torch.no_grad():
+            for name in names:
+                inputs[name] = list(x.shape)
+                x = model.run_unit(name, x)
+        env = {**os.environ, **WORKER_MALLOC_ENV}  # as the cluster starts its workers
         for units in [*shares, names]:
-            first = names.index(units[0])
-            # the share's input: the output of the unit before it, or the image
-            shape = [1, 3, args.input_size, args.input_size]
-            if first:
-                with torch.no_grad():
-                    model = build_model(config).eval()
-                    shape = list(model.run_units(names[:first], torch.randn(*shape)).shape)
-            env = {**os.environ, **WORKER_MALLOC_ENV}  # as the cluster starts its workers
-            out = subprocess.run([sys.executable, "-c", CHILD, str(path), json.dumps(units), json.dumps(shape)],
+            out = subprocess.run([sys.executable, "-c", CHILD, str(path), json.dumps(units), json.dumps(inputs[units[0]])],
                                  capture_output=True, text=True, check=True, env=env)
             got = json.loads(out.stdout.strip().splitlines()[-1])
             expected = sum(profile[u].weight_bytes for u in units)
