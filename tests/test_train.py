@@ -190,3 +190,115 @@ def test_recompute_batchnorm_measures_the_mean_of_its_inputs(tiny_config, tmp_pa
     expected = torch.stack([x.mean(dim=(0, 2, 3)) for x in inputs]).mean(0)
     torch.testing.assert_close(model.bn1.running_mean, expected, rtol=1e-5, atol=1e-6)
     assert model.bn1.momentum is not None and not model.training
+
+
+# -- validation split, distillation, EMA ----------------------------------------------------------
+
+
+def test_validation_split_is_deterministic_stratified_and_disjoint():
+    import numpy as np
+
+    from adaptive_resnet.data import ImageSet, validation_split
+
+    labels = np.repeat(np.arange(10), [500] * 9 + [1000])  # one class twice the size of the others
+    data = ImageSet(np.zeros((len(labels), 2, 2, 3), np.uint8), labels, [str(c) for c in range(10)])
+    train_idx, val_idx = validation_split(data, 550, seed=3)
+    again_train, again_val = validation_split(data, 550, seed=3)
+    assert np.array_equal(train_idx, again_train) and np.array_equal(val_idx, again_val)
+    assert not np.array_equal(val_idx, validation_split(data, 550, seed=4)[1])
+    assert len(val_idx) == 550 and len(train_idx) == len(labels) - 550
+    assert not set(train_idx) & set(val_idx) and set(train_idx) | set(val_idx) == set(range(len(labels)))
+    assert np.bincount(labels[val_idx]).tolist() == [50] * 9 + [100]  # each class its share
+    with pytest.raises(UserInputError, match="validation split"):
+        validation_split(data, len(labels), seed=0)
+
+
+def test_training_with_a_validation_split_never_reads_its_images_or_the_test_set(tiny_config, tmp_path, monkeypatch):
+    import numpy as np
+
+    import adaptive_resnet.data as data_module
+    from adaptive_resnet.train import training_data
+
+    config = tiny_config.model_copy(update={"val": 4})
+    train_set, val_set, split = training_data(config)
+    assert split == "val" and len(val_set) == 4 and len(train_set) == 12
+    every = data_module.load_images(config.data, "train", cache_dir=config.cache_dir)
+    _, val_idx = data_module.validation_split(every, 4, 0)
+    assert np.array_equal(val_set.images, every.images[val_idx])
+    held_out = {im.tobytes() for im in val_set.images}
+    assert not held_out & {im.tobytes() for im in train_set.images}
+
+    seen: list[bytes] = []
+    real_batches, real_load = data_module.batches, data_module.load_images
+
+    def recording_batches(data, *args, **kwargs):
+        if kwargs.get("train"):
+            seen.extend(im.tobytes() for im in data.images)
+        return real_batches(data, *args, **kwargs)
+
+    def no_test_split(path, split="train", *args, **kwargs):
+        assert split != "test", "training with a validation split read the test split"
+        return real_load(path, split, *args, **kwargs)
+
+    monkeypatch.setattr(data_module, "batches", recording_batches)
+    monkeypatch.setattr(data_module, "load_images", no_test_split)
+    history = train(config, tmp_path / "run", progress=False)["history"]
+    assert seen and not held_out & set(seen)
+    assert all("val_accuracy" in h and "test_accuracy" not in h for h in history)
+
+
+def test_distillation_uses_the_teachers_cached_logits_and_resumes(tiny_config, tmp_path, monkeypatch):
+    import numpy as np
+
+    import adaptive_resnet.distill as distill
+    import adaptive_resnet.train as train_module
+
+    teacher = train(tiny_config.model_copy(update={"epochs": 1}), tmp_path / "teacher", progress=False)["checkpoint"]
+    student = tiny_config.model_copy(update={"teacher": teacher, "distill_alpha": 0.7, "ema_decay": 0.9, "val": 4})
+    train_set, _, _ = train_module.training_data(student)
+    logits = distill.teacher_logits(teacher, train_set, student.cache_dir)
+    assert logits.shape == (12, 2) and np.isfinite(logits).all()
+
+    # Cached: a second call reads the file and builds no model.
+    monkeypatch.setattr(train_module, "model_from_checkpoint", lambda *_: pytest.fail("teacher evaluated again"))
+    assert np.array_equal(distill.teacher_logits(teacher, train_set, student.cache_dir), logits)
+    monkeypatch.undo()
+
+    looked_up = []
+    real_loss = distill.distillation_loss
+
+    def recording_loss(student_logits, teacher_logits, temperature):
+        looked_up.append(teacher_logits.detach().clone())
+        return real_loss(student_logits, teacher_logits, temperature)
+
+    monkeypatch.setattr(distill, "distillation_loss", recording_loss)
+    whole = train(student, tmp_path / "whole", progress=False)
+    cached = {tuple(np.round(row, 5)) for row in logits}
+    assert looked_up and all(tuple(np.round(row, 5)) in cached for batch in looked_up for row in batch.numpy())
+
+    interrupted_after(1, student, tmp_path / "resumed", monkeypatch)
+    resumed = train(student, tmp_path / "resumed", progress=False)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2] and resumed["history"][-1]["kept"] in ("last", "ema")
+    a, b = load_checkpoint(whole["checkpoint"])["model"], load_checkpoint(resumed["checkpoint"])["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)  # the same run, interrupted or not
+
+
+def test_distillation_loss_is_zero_for_the_teachers_own_logits_and_scaled_by_t_squared():
+    from adaptive_resnet.distill import distillation_loss
+
+    t = torch.randn(8, 10)
+    assert float(distillation_loss(t, t, 4.0)) == pytest.approx(0.0, abs=1e-6)
+    s = torch.randn(8, 10)
+    # KL of the T-softened distributions, times T^2.
+    p, q = torch.softmax(t / 2, 1), torch.log_softmax(s / 2, 1)
+    expected = float((p * (p.log() - q)).sum(1).mean() * 4)
+    assert float(distillation_loss(s, t, 2.0)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_inconsistent_distillation_or_keep_options_are_refused(tiny_config):
+    from pydantic import ValidationError
+
+    for update, message in [({"distill_alpha": 0.5}, "needs a teacher"), ({"teacher": "t.pt"}, "distill_alpha is 0"),
+                            ({"keep": "ema"}, "needs ema_decay"), ({"swa_start": 5}, "after the last epoch")]:
+        with pytest.raises(ValidationError, match=message):
+            TrainConfig(**{**tiny_config.model_dump(), **update})

@@ -48,7 +48,41 @@ class ImageSet:
             return self
         idx = np.random.default_rng(seed).permutation(len(self))[:n]
         idx.sort()
+        return self.take(idx)
+
+    def take(self, idx: np.ndarray) -> ImageSet:
+        """The images at ``idx``, in that order."""
         return ImageSet(self.images[idx], self.labels[idx], self.classes)
+
+    def digest(self) -> str:
+        """A short hash of the pixels, labels and class names: what a cache of per-image results keys on."""
+        h = hashlib.sha1(np.ascontiguousarray(self.images).data)
+        h.update(np.ascontiguousarray(self.labels).data)
+        h.update("|".join(self.classes).encode())
+        return h.hexdigest()[:16]
+
+
+def validation_split(data: ImageSet, n_val: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) of a seeded, class-stratified hold-out of ``n_val`` images.
+
+    Each class gives its share of ``n_val`` in proportion to its size (largest remainders get
+    the rounding), drawn at random with ``seed``; both index arrays are sorted. The same data,
+    size and seed always give the same split, so a study can score exactly the images that
+    training held out.
+    """
+    n = len(data)
+    if not 0 < n_val < n:
+        raise UserInputError(f"validation split of {n_val} images needs 0 < n < {n} (the training images)")
+    classes, counts = np.unique(data.labels, return_counts=True)
+    exact = counts * n_val / n
+    share = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - share), kind="stable")[: n_val - share.sum()]:
+        share[i] += 1
+    rng = np.random.default_rng(seed)
+    val = np.concatenate([rng.permutation(np.flatnonzero(data.labels == c))[:k] for c, k in zip(classes, share)])
+    val.sort()
+    train = np.setdiff1d(np.arange(n), val, assume_unique=True)
+    return train, val
 
 
 # -- readers --------------------------------------------------------------------------------------
@@ -196,8 +230,12 @@ def batches(
     device: str | torch.device = "cpu",  # noqa: F821
     mean: tuple[float, float, float] = CIFAR10_MEAN,
     std: tuple[float, float, float] = CIFAR10_STD,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # noqa: F821
+    with_index: bool = False,
+) -> Iterator[tuple[torch.Tensor, ...]]:  # noqa: F821
     """Normalised float batches (B, 3, H, W) and labels; shuffled and augmented when ``train``.
+
+    ``with_index``: each batch also carries the positions of its images in ``data`` (a
+    ``numpy`` array), for looking up per-image data such as a teacher's cached logits.
 
     ``image_size`` upsamples (bilinear) after augmentation, as the paper fed 224x224 to ResNet-50.
     Batches travel to ``device`` as uint8 (a quarter of the bytes) and are augmented there; the
@@ -219,7 +257,7 @@ def batches(
             x = random_crop_flip(x, gen)
         if image_size is not None and x.shape[-1] != image_size:
             x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
-        yield (x - mean_t) / std_t, y
+        yield ((x - mean_t) / std_t, y, idx) if with_index else ((x - mean_t) / std_t, y)
 
 
 def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:  # noqa: F821

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adaptive_resnet.accelerator import resolve_device
 from adaptive_resnet.errors import UserInputError
@@ -54,6 +54,22 @@ class TrainConfig(BaseModel):
     # the weights are averaged at the end of every epoch, and the run's final model is that
     # average with its batch-norm statistics recomputed. Pair it with a constant ``lr``.
     swa_start: int | None = Field(None, ge=1)
+    # An exponential moving average of the weights (and batch-norm statistics), updated every
+    # step with this decay (warmed up as min(decay, (1 + t) / (10 + t))); scored every epoch.
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    # Hold out this many training images (seeded by ``val_seed``, stratified) as a validation
+    # split: every epoch is scored on it instead of the test set, which training then never reads.
+    val: int = Field(0, ge=0)
+    val_seed: int = 0
+    # Knowledge distillation from ``teacher`` (a checkpoint of ours): the loss is
+    # (1 - alpha) * cross-entropy + alpha * T^2 * KL(teacher_T || student_T), T the temperature.
+    teacher: str | None = None
+    distill_alpha: float = Field(0.0, ge=0, le=1)
+    distill_temperature: float = Field(4.0, gt=0)
+    # Which weights the finished run keeps: ``auto`` keeps the candidate (last, ema, swa) with the
+    # best validation accuracy when there is a validation split, else the SWA average when there
+    # is one, else the last weights.
+    keep: Literal["auto", "last", "ema", "swa"] = "auto"
     bf16: bool = True  # bfloat16 autocast (AMX/AVX-512 CPUs train ~2x faster; GPUs more)
     limit_train: int | None = Field(None, ge=1)  # use a random subset (quick runs, tests)
     limit_test: int | None = Field(None, ge=1)
@@ -61,6 +77,20 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1)
     device: str = "auto"  # auto (a GPU when there is one), cpu, cuda, cuda:N
     cache_dir: str = "runs/cache"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.distill_alpha > 0 and not self.teacher:
+            raise ValueError("distill_alpha > 0 needs a teacher checkpoint")
+        if self.teacher and self.distill_alpha == 0:
+            raise ValueError("a teacher is given but distill_alpha is 0 (it would not be used)")
+        if self.keep == "ema" and self.ema_decay is None:
+            raise ValueError("keep=ema needs ema_decay")
+        if self.keep == "swa" and self.swa_start is None:
+            raise ValueError("keep=swa needs swa_start")
+        if self.swa_start is not None and self.swa_start > self.epochs:
+            raise ValueError(f"swa_start {self.swa_start} is after the last epoch ({self.epochs})")
+        return self
 
 
 def build_model(config: TrainConfig, initial_weights: bool = True) -> DroppableResNet:  # noqa: F821
@@ -204,7 +234,7 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
     import torch
     import torch.nn.functional as F
 
-    from adaptive_resnet.data import batches, load_images
+    from adaptive_resnet.data import batches
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -224,14 +254,17 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
 
-    train_set = load_images(config.data, "train", config.data_format, cache_dir=config.cache_dir)
-    test_set = load_images(config.data, "test", config.data_format, cache_dir=config.cache_dir)
-    if config.limit_train:
-        train_set = train_set.subset(config.limit_train, config.seed)
-    if config.limit_test:
-        test_set = test_set.subset(config.limit_test, config.seed)
+    train_set, eval_set, eval_split = training_data(config)
     if len(train_set.classes) != config.num_classes:
         raise UserInputError(f"data has {len(train_set.classes)} classes but num_classes is {config.num_classes}")
+    targets = None
+    if config.teacher:
+        from adaptive_resnet.distill import teacher_logits
+
+        if progress:
+            print(f"teacher logits on {len(train_set)} training images (cached in {config.cache_dir})", flush=True)
+        targets = torch.from_numpy(teacher_logits(config.teacher, train_set, config.cache_dir, image_size=config.image_size,
+                                                  device=str(device))).to(device)
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
@@ -253,12 +286,15 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
     history: list[dict] = []
     start_epoch = 0
     swa: dict = {"n": 0, "params": None, "done": False}  # running average of the weights
+    ema = EMA(model, config.ema_decay) if config.ema_decay else None
     if ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
         swa = ckpt.get("swa", swa)
-        if swa["done"]:  # finished: its model is already the average, nothing left to do
+        if swa["done"] or ckpt.get("done"):  # finished: its model is the one kept, nothing left to do
             return {"history": ckpt["history"], "checkpoint": str(ckpt_path)}
         model.load_state_dict(ckpt["model"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         history, start_epoch = ckpt["history"], ckpt["epoch"]
@@ -278,17 +314,25 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
             # step would make the host wait for the GPU each time.
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device, dtype=torch.long)
-            for step, (x, y) in enumerate(
-                batches(train_set, config.batch_size, train=True, seed=config.seed * 1000 + epoch, image_size=config.image_size, device=device)
+            for step, (x, y, idx) in enumerate(
+                batches(train_set, config.batch_size, train=True, seed=config.seed * 1000 + epoch, image_size=config.image_size,
+                        device=device, with_index=True)
             ):
                 x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+                if targets is not None:
+                    from adaptive_resnet.distill import distillation_loss
+
+                    kd = distillation_loss(logits.float(), targets[torch.from_numpy(idx).to(device)], config.distill_temperature)
+                    loss = (1 - config.distill_alpha) * loss + config.distill_alpha * kd
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model)
                 seen += len(y)
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
@@ -296,20 +340,23 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
                     bar.update(task, completed=step + 1, info=f"loss {float(loss_sum) / seen:.3f} acc {int(correct) / seen:.3f}")
             loss_sum, correct = float(loss_sum), int(correct)
             train_s = time.perf_counter() - t0
-            test_acc = evaluate(model, test_set, image_size=config.image_size)
+            eval_acc = evaluate(model, eval_set, image_size=config.image_size)
             history.append(
                 {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                 "test_accuracy": test_acc, "train_s": train_s, "images_per_s": seen / train_s}
+                 f"{eval_split}_accuracy": eval_acc, "train_s": train_s, "images_per_s": seen / train_s}
             )
-            summary = f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} test {test_acc:.4f}"
+            summary = f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} {eval_split} {eval_acc:.4f}"
+            if ema is not None:
+                history[-1][f"ema_{eval_split}_accuracy"] = evaluate(ema.model_like(model), eval_set, image_size=config.image_size)
+                summary += f" ema {history[-1][f'ema_{eval_split}_accuracy']:.4f}"
             if config.swa_start is not None and epoch + 1 >= config.swa_start:
                 swa = _swa_step(swa, model)
                 averaged = _averaged_model(model, swa["params"])
                 bn_set = train_set.subset(min(SWA_BN_IMAGES_PER_EPOCH, len(train_set)), config.seed + epoch)
                 recompute_batchnorm(averaged, bn_set, config.batch_size, config.image_size, seed=config.seed + epoch)
-                history[-1]["swa_test_accuracy"] = evaluate(averaged, test_set, image_size=config.image_size)
+                history[-1][f"swa_{eval_split}_accuracy"] = evaluate(averaged, eval_set, image_size=config.image_size)
                 history[-1]["swa_models"] = swa["n"]
-                summary += f" swa({swa['n']}) {history[-1]['swa_test_accuracy']:.4f}"
+                summary += f" swa({swa['n']}) {history[-1][f'swa_{eval_split}_accuracy']:.4f}"
                 del averaged
             bar.update(task, info=summary)
             if progress and not bar.console.is_terminal:  # a log file: one line per epoch
@@ -317,25 +364,100 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
             _atomic_save(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "epoch": epoch + 1, "history": history, "rng": torch.get_rng_state(), "config": config.model_dump(),
-                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None, "swa": swa},
+                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None, "swa": swa,
+                 "ema": ema.state_dict() if ema is not None else None},
                 ckpt_path,
             )
             history_path.write_text(json.dumps(history, indent=2) + "\n")
-    if swa["n"]:
-        # The final model: the average, its batch-norm statistics measured on the whole training
-        # set (the per-epoch look used a subset). Written in place of the last SGD weights.
-        final = _averaged_model(model, swa["params"])
-        recompute_batchnorm(final, train_set, config.batch_size, config.image_size, seed=config.seed + config.epochs)
-        history[-1]["final_test_accuracy"] = evaluate(final, test_set, image_size=config.image_size)
+    if swa["n"] or ema is not None:
+        # The candidates for the finished model: the last weights, the EMA, and the SWA average
+        # with its batch-norm statistics measured on the whole training set (the per-epoch look
+        # used a subset). The kept one is written in place of the last SGD weights.
+        candidates = {"last": model}
+        if ema is not None:
+            candidates["ema"] = ema.model_like(model)
+        if swa["n"]:
+            candidates["swa"] = _averaged_model(model, swa["params"])
+            recompute_batchnorm(candidates["swa"], train_set, config.batch_size, config.image_size, seed=config.seed + config.epochs)
+        scores = {name: evaluate(m, eval_set, image_size=config.image_size) for name, m in candidates.items()}
+        kept = config.keep
+        if kept == "auto":
+            kept = max(scores, key=scores.get) if config.val else ("swa" if swa["n"] else "last")
+        history[-1][f"final_{eval_split}_accuracy"] = scores[kept]
+        history[-1]["final_candidates"] = {f"{name}_{eval_split}_accuracy": acc for name, acc in scores.items()}
+        history[-1]["kept"] = kept
         if progress:
-            print(f"averaged weights of {swa['n']} epochs: test {history[-1]['final_test_accuracy']:.4f}", flush=True)
+            listed = ", ".join(f"{name} {acc:.4f}" for name, acc in scores.items())
+            print(f"final candidates on {eval_split}: {listed}; kept {kept}", flush=True)
         swa = {"n": swa["n"], "params": None, "done": True}
         _atomic_save(
-            {"model": final.state_dict(), "epoch": config.epochs, "history": history, "config": config.model_dump(), "swa": swa},
+            {"model": candidates[kept].state_dict(), "epoch": config.epochs, "history": history, "config": config.model_dump(),
+             "swa": swa, "done": True},
             ckpt_path,
         )
         history_path.write_text(json.dumps(history, indent=2) + "\n")
     return {"history": history, "checkpoint": str(ckpt_path)}
+
+
+def training_data(config: TrainConfig):
+    """(training images, images scored every epoch, that split's name) for ``config``.
+
+    With ``val`` the training split is cut into the part trained on and the held-out
+    validation part (:func:`adaptive_resnet.data.validation_split`), and the test split is not
+    read at all; without, every epoch is scored on the test split, as before.
+    """
+    from adaptive_resnet.data import load_images, validation_split
+
+    train_set = load_images(config.data, "train", config.data_format, cache_dir=config.cache_dir)
+    if config.val:
+        train_idx, val_idx = validation_split(train_set, config.val, config.val_seed)
+        eval_set, eval_split = train_set.take(val_idx), "val"
+        train_set = train_set.take(train_idx)
+    else:
+        eval_set, eval_split = load_images(config.data, "test", config.data_format, cache_dir=config.cache_dir), "test"
+        if config.limit_test:
+            eval_set = eval_set.subset(config.limit_test, config.seed)
+    if config.limit_train:
+        train_set = train_set.subset(config.limit_train, config.seed)
+    return train_set, eval_set, eval_split
+
+
+class EMA:
+    """An exponential moving average of a model's parameters and floating buffers (fp32, on the
+    model's device), with the usual warm-up so that early steps do not dominate it."""
+
+    def __init__(self, model, decay: float):
+        self.decay = decay
+        self.steps = 0
+        self.tensors = {k: v.detach().float().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    def update(self, model) -> None:
+        import torch
+
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        state = model.state_dict()
+        names = list(self.tensors)
+        with torch.no_grad():
+            torch._foreach_lerp_([self.tensors[k] for k in names], [state[k].detach().float() for k in names], 1 - decay)
+
+    def model_like(self, model):
+        """A copy of ``model`` carrying the averaged weights."""
+        import copy
+
+        averaged = copy.deepcopy(model)
+        state = averaged.state_dict()
+        for k, v in self.tensors.items():
+            state[k].copy_(v)
+        return averaged.eval()
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "steps": self.steps, "tensors": {k: v.cpu() for k, v in self.tensors.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = state["steps"]
+        device = next(iter(self.tensors.values())).device
+        self.tensors = {k: v.to(device) for k, v in state["tensors"].items()}
 
 
 def _swa_step(swa: dict, model) -> dict:

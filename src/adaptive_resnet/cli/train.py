@@ -31,6 +31,13 @@ def train_cli(
     drop_path_rate: float = typer.Option(0.0, help="Stochastic depth of the last block (drop-aware training)."),
     drop_path_schedule: str = typer.Option("linear", help="linear (grows with depth) or uniform."),
     swa_start: int = typer.Option(None, help="Average the weights from the end of this epoch on (SWA); the final model is the average."),
+    ema_decay: float = typer.Option(None, help="Keep an exponential moving average of the weights with this per-step decay (e.g. 0.999)."),
+    val: int = typer.Option(0, help="Hold out this many training images (stratified, seeded by --val-seed) and score every epoch on them; the test split is then never read."),
+    val_seed: int = typer.Option(0),
+    teacher: str = typer.Option(None, help="Checkpoint of ours to distil from (its logits on the training images are cached)."),
+    distill_alpha: float = typer.Option(0.0, help="Weight of the distillation loss (0..1); needs --teacher."),
+    distill_temperature: float = typer.Option(4.0),
+    keep: str = typer.Option("auto", help="Weights the finished run keeps: auto (best on the validation split), last, ema or swa."),
     bf16: bool = typer.Option(True, help="bfloat16 autocast."),
     limit_train: int = typer.Option(None, help="Train on a random subset of this many images."),
     limit_test: int = typer.Option(None, help="Test on a random subset of this many images."),
@@ -52,5 +59,7 @@ def train_cli(
         raise UserInputError(validation_message(exc)) from None
     result = train(config, out)
     last = result["history"][-1]
-    accuracy = last.get("final_test_accuracy", last["test_accuracy"])  # the averaged model's, with SWA
-    typer.echo(f"epoch {last['epoch']}: test accuracy {accuracy:.4f}; checkpoint {result['checkpoint']}")
+    split = "val" if config.val else "test"
+    accuracy = last.get(f"final_{split}_accuracy", last[f"{split}_accuracy"])  # the kept model's
+    kept = f" ({last['kept']} weights)" if "kept" in last else ""
+    typer.echo(f"epoch {last['epoch']}: {split} accuracy {accuracy:.4f}{kept}; checkpoint {result['checkpoint']}")
