@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 
 from adaptive_resnet.models import DroppableResNet
+
+# Measured profiles are cached per user; the tests keep theirs in a folder of their own, so a
+# run neither reads a stale cache nor leaves one behind in the home folder.
+os.environ["ADAPTIVE_RESNET_CACHE"] = tempfile.mkdtemp(prefix="adaptive-resnet-test-cache-")
 
 
 @pytest.fixture(scope="session")

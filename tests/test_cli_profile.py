@@ -19,7 +19,9 @@ def test_profile_json_fields_and_order():
     units = json.loads(result.output)["units"]
     assert [u["name"] for u in units][:3] == ["stage1", "stage2.block1", "stage2.block2"]
     assert units[-1]["name"] == "head" and len(units) == 18
-    assert set(units[0]) == {"name", "params", "weight_bytes", "macs", "memory_bytes", "output_bytes"}
+    assert set(units[0]) == {"name", "params", "weight_bytes", "macs", "memory_bytes", "output_bytes", "shortcut_macs",
+                             "shortcut_memory_bytes"}
+    assert units[1]["shortcut_macs"] > 0 and units[2]["shortcut_macs"] == 0  # the projection shortcut of a first block
     assert units[2]["macs"] == 218_365_952 and units[2]["memory_bytes"] == 4_816_896
 
 

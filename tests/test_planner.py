@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from adaptive_resnet.cli import app
 from adaptive_resnet.errors import UserInputError
 from adaptive_resnet.models import DropPlan
 from adaptive_resnet.planning import Problem, RequestPlan, solve
+from adaptive_resnet.planning.plan_file import request_plan
 from adaptive_resnet.profile import ModelProfile, UnitCost
 from adaptive_resnet.system import parse_scenario
 
@@ -128,7 +130,7 @@ def test_reported_objective_survives_re_evaluation(solver, tmp_path):
     problem = Problem(s, PROFILE, TABLE)
     options = {"generations": 20, "pop_size": 30} if solver == "paper" else {}
     doc = solve(problem, solver, **options).to_json(problem)
-    parsed = [problem.request_from_json(r, i) for i, r in enumerate(json.loads(json.dumps(doc))["requests"])]
+    parsed = [request_plan(problem, r, i) for i, r in enumerate(json.loads(json.dumps(doc))["requests"])]
     again = problem.evaluate(parsed)
     assert again.objective == pytest.approx(doc["objective"]) and again.feasible == doc["feasible"]
     assert set(doc["requests"][0]["placement"]) == {"stage1", "stage2.block1", "stage2.block2", "head"}
@@ -155,7 +157,7 @@ def test_infeasible_scenario_names_the_binding_constraint():
 
 
 def test_unreachable_threshold_is_a_clear_error():
-    with pytest.raises(UserInputError, match=r"accuracy_threshold 0.95 is above every drop set's accuracy \(best: 0.9000"):
+    with pytest.raises(UserInputError, match=r"accuracy_threshold: 0.95 is above every drop set's accuracy \(best: 0.9000"):
         Problem(scenario(TWO, threshold=0.95), PROFILE, TABLE)
 
 
@@ -177,7 +179,7 @@ def test_cli_plan_and_evaluate(tmp_path):
     doc["requests"][0]["placement"]["stage1"] = "fridge"
     (tmp_path / "q.json").write_text(json.dumps(doc))
     result = runner.invoke(app, ["evaluate", "scenarios/small.yaml", str(tmp_path / "q.json")])
-    assert result.exit_code == 2 and "unknown device for stage1 in request 0 'fridge'" in result.output
+    assert result.exit_code == 2 and "unknown device for stage1 in requests[0] 'fridge'" in result.output
 
 
 def test_cli_exact_json_is_clean_when_highs_runs():
@@ -208,7 +210,7 @@ def test_column_generation_bound_is_valid_and_its_plan_feasible(memory_mb, compu
     result = column_generation(problem, [(0, unconstrained[0][2])], 5.0, floors)
     assert result.bound <= optimum + 1e-9  # a lower bound, whatever the instance
     assert result.bound >= floors.min() - 1e-12  # and never weaker than the capacity-free one
-    for plan in restricted_master_plans(problem, result.columns, 5.0) if np.isfinite(optimum) else []:
+    for plan in restricted_master_plans(problem, result.columns, time.perf_counter() + 5.0) if np.isfinite(optimum) else []:
         ev = problem.evaluate(plan)
         assert len(plan) == 2 and ev.feasible and ev.objective >= optimum - 1e-9
 

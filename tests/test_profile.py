@@ -74,3 +74,15 @@ def test_savings_match_table_ii_gains(r50):
     assert r50.savings(DropPlan.dc(["stage3.block1"]))[0] == unit.macs - unit.shortcut_macs
     assert r50.savings(DropPlan.of(["stage3.block1:SC"])) == (unit.shortcut_macs, unit.shortcut_memory_bytes)
     assert r50.savings(DropPlan.of(["stage3.block2:SC"])) == (0, 0)
+
+
+def test_cached_profile_equals_a_measured_one_and_a_damaged_cache_is_measured_again():
+    from adaptive_resnet.profile import profile_cache_dir
+
+    measured = profile_model("resnet18", 40, 7, "cifar", 8, cache=False)
+    assert profile_model("resnet18", 40, 7, "cifar", 8) == measured  # measured, then written
+    files = sorted(profile_cache_dir().glob("resnet18-40-*.json"))
+    assert len(files) == 1
+    assert profile_model("resnet18", 40, 7, "cifar", 8) == measured  # read back
+    files[0].write_text('{"arch": "resnet18", "units": [')
+    assert profile_model("resnet18", 40, 7, "cifar", 8) == measured

@@ -135,7 +135,7 @@ def test_compiled_graph_path_equals_the_model_and_falls_back_when_a_worker_dies(
         with torch.no_grad():
             expected = model(x)
         assert cluster.compiled and cluster._graph is not None  # served through the graph
-        assert torch.allclose(torch.cat([o.logits for o in outcomes]), expected, atol=1e-5)
+        assert torch.allclose(torch.cat([o.logits for o in outcomes]), expected, rtol=1e-4, atol=1e-4)
         ray.kill(cluster.actors["b"])
         replans = []
 
@@ -317,7 +317,7 @@ def test_requests_in_flight_finish_through_the_shortcut_of_a_dead_worker(setup):
         with torch.no_grad():
             # one image at a time, as the workers run them (a batch of 6 may take other kernels)
             expected = torch.cat([model(x[i : i + 1], DropPlan.dc(["stage3.block2"])) for i in range(len(x))])
-        assert torch.allclose(torch.cat([o.logits for o in outcomes]), expected, atol=1e-5)
+        assert torch.allclose(torch.cat([o.logits for o in outcomes]), expected, rtol=1e-4, atol=1e-4)
 
         # A dead worker whose unit is a first block (projection shortcut) cannot be skipped.
         placement["stage3.block2"], placement["stage4.block1"] = "a", "b"
@@ -341,7 +341,7 @@ def test_serve_answers_images_over_http_and_refuses_bad_ones(setup, tmp_path):
     from adaptive_resnet.runtime.server import Server, http_server
 
     root, model, problem = setup
-    controller = Controller(problem.scenario, str(root / "ckpt.pt"), "fast", emulate_links=False)
+    controller = Controller(problem, str(root / "ckpt.pt"), "fast", emulate_links=False)
     server = Server(controller, step_s=0.3)
     httpd = http_server(server, port=0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -399,7 +399,7 @@ def test_controller_measures_device_speeds_from_what_workers_ran(setup):
     from adaptive_resnet.runtime.controller import Controller, RunReport
 
     root, _, problem = setup
-    controller = Controller(problem.scenario, str(root / "ckpt.pt"), "fast", emulate_links=False)
+    controller = Controller(problem, str(root / "ckpt.pt"), "fast", emulate_links=False)
     try:
         assert controller.measure_speeds  # a real network (no emulation): measure by default
         report = RunReport()
@@ -424,9 +424,9 @@ def test_controller_measures_device_speeds_from_what_workers_ran(setup):
 def test_calibration_doubles_the_dilation_and_charges_nothing(setup):
     from adaptive_resnet.runtime.controller import Controller, RunReport
 
-    root, _, _ = setup
+    root, _, problem = setup
     scenario = parse_scenario(SCENARIO.replace("{default: 0.05}", "{range: [40, 60], seed: 3}"))
-    controller = Controller(scenario, str(root / "ckpt.pt"), "fast", emulate_links=True)
+    controller = Controller(problem.derive(scenario), str(root / "ckpt.pt"), "fast", emulate_links=True)
     try:
         x = torch.randn(4, 3, 16, 16)
         rng_state = controller.rng.bit_generator.state
@@ -526,8 +526,8 @@ def test_a_rate_trace_sets_the_emulated_links_step_by_step_and_repeats(setup, tm
     with pytest.raises(UserInputError, match="round 3 has no rows"):
         read_trace(tmp_path / "trace.csv", ["a", "b", "c"], 3)  # a run of 3 steps needs 3 rounds
     with pytest.raises(UserInputError, match="rate trace sets emulated links"):
-        Controller(problem.scenario, str(root / "ckpt.pt"), emulate_links=False, rate_trace=trace)
-    controller = Controller(problem.scenario, str(root / "ckpt.pt"), emulate_links=True, rate_trace=trace)
+        Controller(problem, str(root / "ckpt.pt"), emulate_links=False, rate_trace=trace)
+    controller = Controller(problem, str(root / "ckpt.pt"), emulate_links=True, rate_trace=trace)
     try:
         x = torch.randn(2, 3, 16, 16)
         for step in (1, 2, 1):  # the third step starts the trace again
@@ -547,3 +547,84 @@ def test_link_emulation_is_on_by_default_where_the_cluster_is_one_machine(setup)
         assert one_node() and cluster.emulate_links
     finally:
         cluster.shutdown()
+
+
+def test_a_hung_worker_is_routed_around_within_the_deadline_and_rejoins(setup):
+    """SIGSTOP one worker under load: the requests that need it finish through the shortcut
+    once their deadline passes, those that do not are answered first, its late calls never run,
+    and after SIGCONT a heartbeat brings it back."""
+    import os
+    import signal
+
+    import ray
+
+    root, model, problem = setup
+    cluster = RayCluster(problem, str(root / "ckpt.pt"), emulate_links=False, deadline_s=3.0)
+    pid_b = ray.get(cluster.actors["b"].pid.remote())
+    try:
+        around = {u: "a" for u in problem.units}
+        around["head"] = "c"
+        through = dict(around)
+        through["stage3.block2"] = "b"  # an identity block, droppable above the threshold
+        plan = {"feasible": True, "requests": [{"placement": around, "drops": [], "latency_s": 0.0},
+                                               {"placement": through, "drops": [], "latency_s": 0.0}]}
+        x = torch.randn(8, 3, 16, 16)
+        cluster.infer(x[:2], plan)  # warm: every worker has loaded its units
+        before = ray.get(cluster.actors["b"].stats.remote())["macs"]
+        os.kill(pid_b, signal.SIGSTOP)
+        order, replans = [], []
+        outcomes = cluster.infer(x, plan, replan=lambda dead: replans.append(dead), on_done=lambda o: order.append(o.index))
+        needs_b = [i for i in range(len(x)) if i % 2 == 1]
+        assert sorted(order) == list(range(len(x)))  # every request ended, once
+        assert set(order[: len(x) - len(needs_b)]) == set(range(0, len(x), 2))  # those not needing b ended first
+        assert all(outcomes[i].logits is not None and not outcomes[i].shortcut and outcomes[i].attempts == 1
+                   for i in range(0, len(x), 2))
+        assert all(outcomes[i].shortcut and outcomes[i].drops == ["stage3.block2:DC"] and outcomes[i].error is None
+                   for i in needs_b)
+        assert replans == [] and cluster.suspected == {"b"} and not cluster.alive["b"]
+        assert all(outcomes[i].latency_s >= 3.0 for i in needs_b)  # their latency counts the attempt that timed out
+        with torch.no_grad():
+            expected = torch.cat([model(x[i : i + 1], DropPlan.dc(["stage3.block2"])) for i in needs_b])
+        assert torch.allclose(torch.cat([outcomes[i].logits for i in needs_b]), expected, rtol=1e-4, atol=1e-4)
+        assert cluster.heartbeat(timeout_s=0.5)["b"] == "suspected"  # still silent
+        print(f"hung worker: sent {len(x)}, answered {sum(o.logits is not None for o in outcomes)}, "
+              f"through the shortcut {sum(o.shortcut for o in outcomes)}, re-planned {len(replans)}, "
+              f"failed {sum(o.error is not None for o in outcomes)}, lost {len(x) - len(order)}")
+    finally:
+        os.kill(pid_b, signal.SIGCONT)
+    try:
+        states = {}
+        for _ in range(100):  # until its outstanding ping is answered (the machine may be slow)
+            states = cluster.heartbeat(timeout_s=0.5)
+            if states["b"] == "alive":
+                break
+            time.sleep(0.1)
+        assert states["b"] == "alive" and cluster.alive["b"] and not cluster.suspected
+        late = ray.get(cluster.actors["b"].stats.remote())["macs"]
+        assert late == before  # the calls that waited in its queue were refused, not run late
+        again = cluster.infer(x[:2], plan)
+        assert all(o.logits is not None and not o.shortcut for o in again)  # it serves again
+    finally:
+        cluster.shutdown()
+
+
+def test_every_worker_dead_fails_each_request_with_a_reason(setup):
+    import ray
+
+    root, _, problem = setup
+    from adaptive_resnet.runtime.controller import Controller
+
+    controller = Controller(problem, str(root / "ckpt.pt"), "fast", emulate_links=False)
+    try:
+        for actor in controller.cluster.actors.values():
+            ray.kill(actor)
+        for _ in range(100):  # until Ray knows they are gone (ray.kill is asynchronous)
+            if all(s == "dead" for s in controller.cluster.heartbeat(timeout_s=1.0).values()):
+                break
+            time.sleep(0.1)
+        ended = []
+        outcomes, plan = controller.serve_step(torch.randn(3, 3, 16, 16), on_done=ended.append)
+        assert plan["error"] == "no device alive" and len(ended) == 3
+        assert all(o.logits is None and o.error == "no device alive" for o in outcomes)
+    finally:
+        controller.shutdown()

@@ -68,6 +68,8 @@ def two_namespaces():
 def test_controller_probes_the_shaped_link_and_replans_when_it_changes(two_namespaces, tmp_path, monkeypatch):
     import ray
 
+    from adaptive_resnet.planning import Problem
+    from adaptive_resnet.planning.plan_file import request_plan
     from adaptive_resnet.profile import profile_model
     from adaptive_resnet.runtime.controller import Controller, RunReport
     from adaptive_resnet.system import parse_scenario
@@ -90,7 +92,7 @@ devices:
   - {{name: b, memory_mb: 100, speed_gmacs: 1, compute_limit_gmac: {limit_gmac}, energy_j: 1000}}
 rates_mbps: {{default: 50}}
 """)
-    controller = Controller(scenario, str(tmp_path / "ckpt.pt"), "exact", emulate_links=False, address=two_namespaces,
+    controller = Controller(Problem(scenario), str(tmp_path / "ckpt.pt"), "exact", emulate_links=False, address=two_namespaces,
                             measure_speeds=False)  # rates alone change between the steps
     try:
         assert controller.probe_rates
@@ -108,7 +110,7 @@ rates_mbps: {{default: 50}}
         # Re-planned with what was measured: the old plan now costs more, and the new one is at
         # least as good as keeping it (exact solver, same problem).
         slow = controller.problem
-        kept = slow.evaluate([slow.request_from_json(r, k) for k, r in enumerate(fast_plan["requests"])])
+        kept = slow.evaluate([request_plan(slow, r, k) for k, r in enumerate(fast_plan["requests"])])
         assert kept.latency_s > fast_plan["latency_s"] + 1e-4
         assert slow_plan["objective"] <= kept.objective + 1e-12
         assert report.answered == 2 and report.failed == 0

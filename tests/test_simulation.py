@@ -10,15 +10,14 @@ from typer.testing import CliRunner
 
 from adaptive_resnet.cli import app
 from adaptive_resnet.errors import UserInputError
-from adaptive_resnet.planning import Problem, solve
+from adaptive_resnet.planning import load_problem, solve
 from adaptive_resnet.simulation.experiments import run_experiment
 from adaptive_resnet.simulation.simulator import SimConfig, simulate
-from adaptive_resnet.system import load_scenario
 
 
 @pytest.fixture(scope="module")
 def small():
-    return load_scenario("scenarios/small.yaml")
+    return load_problem("scenarios/small.yaml")
 
 
 def write_trace(path, rounds, rate=20.0, skip=None):
@@ -36,7 +35,7 @@ def test_a_deterministic_round_equals_the_planners_accounting(small, tmp_path):
     row = simulate(small, config, tmp_path / "sim", progress=False)["rounds"][0]
     requests = np.random.default_rng(3).poisson(2.0)  # the simulator's first draw
     rates = np.full((3, 3), 15.0)
-    plan = solve(Problem(small, rates_mbps=rates, requests=int(requests)), "fast")
+    plan = solve(small.derive(rates_mbps=rates, requests=int(requests)), "fast")
     assert row["requests"] == requests and row["served"] == requests
     assert row["latency_mean_s"] == pytest.approx(plan.evaluation.latency_s)
     assert row["accuracy"] == pytest.approx(plan.evaluation.accuracy)
@@ -52,8 +51,8 @@ def test_seeded_runs_are_reproducible(small):
 
 
 def test_battery_drains_and_empty_devices_leave(small):
-    devices = [d.model_copy(update={"energy_j": 15.0}) for d in small.devices]
-    scenario = small.model_copy(update={"devices": devices})
+    devices = [d.model_copy(update={"energy_j": 15.0}) for d in small.scenario.devices]
+    scenario = small.derive(small.scenario.model_copy(update={"devices": devices}))
     rows = simulate(scenario, SimConfig(rounds=6, request_rate=3.0, battery=True), progress=False)["rounds"]
     alive = [r["devices_alive"] for r in rows]
     assert alive[0] == 3 and alive[-1] < 3  # someone ran out
@@ -104,7 +103,7 @@ def test_bad_traces_and_failures(small, tmp_path):
 
 
 def test_experiment_on_a_reduced_sweep(tmp_path):
-    scenario = load_scenario("scenarios/paper.yaml")
+    scenario = load_problem("scenarios/paper.yaml")
     points = run_experiment("fig7", scenario, tmp_path, rounds=2, solvers=["fast", "no-drop"], values=[50.0, 400.0], progress=False)
     assert len(points) == 4 and (tmp_path / "fig7.png").stat().st_size > 0 and (tmp_path / "points.csv").is_file()
     fast = {p["value"]: p for p in points if p["solver"] == "fast"}
@@ -117,3 +116,26 @@ def test_cli_errors_exit_2():
     assert result.exit_code == 2 and "unknown experiment 'fig10'" in result.output
     result = runner.invoke(app, ["simulate", "scenarios/small.yaml", "--rounds", "0"])
     assert result.exit_code == 2 and "rounds" in result.output
+
+
+def test_a_round_that_does_not_fit_is_admitted_in_a_logarithmic_number_of_solves(small, monkeypatch):
+    import math
+    from collections import Counter
+
+    import adaptive_resnet.simulation.simulator as simulator
+
+    solves: Counter[int] = Counter()
+    real = simulator._solve_round
+
+    def counting(problem, config, t, step):
+        solves[t] += 1
+        return real(problem, config, t, step)
+
+    monkeypatch.setattr(simulator, "_solve_round", counting)
+    rows = simulate(small, SimConfig(rounds=2, request_rate=200.0, seed=1), progress=False)["rounds"]
+    for row in rows:
+        served, requests = int(row["served"]), int(row["requests"])
+        assert 0 < served < requests  # the three devices cannot take ~200 requests
+        assert solve(small.derive(requests=served), "fast").feasible
+        assert not solve(small.derive(requests=served + 1), "fast").feasible  # the most that fit were served
+        assert solves[row["round"]] <= 1 + math.ceil(math.log2(requests))  # not one solve per request left out

@@ -97,7 +97,7 @@ def test_bad_requests(tiny_checkpoint):
         run_study(root / "run" / "last.pt", root / "ds", root / "bad", plans=[DropPlan.dc(["stage4.block3"])],
                   cache_dir=str(root / "cache"), progress=False)
     result = CliRunner().invoke(app, ["study", "--checkpoint", str(root / "nope.pt"), "--out", str(root / "x")])
-    assert result.exit_code == 2 and "checkpoint not found" in result.output
+    assert result.exit_code == 2 and "nope.pt does not exist" in result.output
 
 
 def test_report_compares_with_the_paper_and_measures_estimate_error(tmp_path):

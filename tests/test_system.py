@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from adaptive_resnet.errors import UserInputError
+from adaptive_resnet.planning import load_problem
 from adaptive_resnet.system import load_scenario, parse_scenario
 
 BASE = """\
@@ -65,7 +66,7 @@ def test_unreachable_threshold_and_bad_accuracy_source_name_the_line(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(BASE.replace("accuracy_threshold: 0.8", "accuracy_threshold: 0.97"))
     with pytest.raises(UserInputError, match=r"s.yaml:4: accuracy_threshold: 0.97 is above every drop set's accuracy \(best: 0.9473"):
-        load_scenario(path)
+        load_problem(path)
     path.write_text("accuracy: nowhere.json\n" + BASE)
     with pytest.raises(UserInputError, match=r"s.yaml:1: accuracy: accuracy source .*nowhere.json' is neither 'paper'"):
-        load_scenario(path)
+        load_problem(path)

@@ -59,23 +59,38 @@ class AccuracyTable:
             raise UserInputError(f"accuracy source {source!r} is neither 'paper' nor an existing study table")
         try:
             if path.suffix == ".csv":
-                with path.open() as fh:
+                with path.open(encoding="utf-8") as fh:
                     rows = list(csv.DictReader(fh))
                 meta: dict = {}
             else:
-                doc = json.loads(path.read_text())
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+                    raise UserInputError(f"malformed study table {path}: expected an object with a 'rows' list (as `study` writes it)")
                 rows, meta = doc["rows"], doc
-            measured = {}
-            full = None
-            for row in rows:
-                plan = DropPlan.parse(row["drops"])
-                acc = float(row["accuracy"])
-                if not plan:
-                    full = acc
-                else:
-                    measured[plan] = acc
-        except (KeyError, ValueError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
             raise UserInputError(f"malformed study table {path}: {type(exc).__name__}: {exc}") from None
+        measured = {}
+        full = None
+        for i, row in enumerate(rows):
+            where = f"{path}: row {i + 1}" if path.suffix == ".csv" else f"{path}: rows[{i}]"
+            if not isinstance(row, dict) or not isinstance(row.get("drops"), str) or row.get("accuracy") in (None, ""):
+                raise UserInputError(f"{where}: needs 'drops' (e.g. 'stage3.block2:DC' or 'none') and 'accuracy'")
+            try:
+                acc = float(row["accuracy"])
+            except (TypeError, ValueError):
+                raise UserInputError(f"{where}: accuracy {row['accuracy']!r} is not a number") from None
+            if not 0.0 <= acc <= 1.0:  # also refuses NaN
+                raise UserInputError(f"{where}: accuracy must be a fraction in [0, 1], got {row['accuracy']!r}")
+            try:
+                plan = DropPlan.parse(row["drops"])
+            except UserInputError as exc:
+                raise UserInputError(f"{where}: {exc}") from None
+            if plan in measured or (not plan and full is not None):
+                raise UserInputError(f"{where}: drop set {plan} appears twice")
+            if not plan:
+                full = acc
+            else:
+                measured[plan] = acc
         if full is None:
             raise UserInputError(f"study table {path} has no row for the full network (drops 'none')")
         return cls(full, measured, name=str(path), arch=meta.get("arch"))

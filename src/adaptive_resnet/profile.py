@@ -100,19 +100,58 @@ class ModelProfile:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelProfile:
-        try:
-            names = {f.name for f in fields(UnitCost)}
-            units = tuple(UnitCost(**{k: v for k, v in u.items() if k in names}) for u in d["units"])
-            return cls(d["arch"], int(d["input_size"]), int(d["num_classes"]), d["stem"], int(d["base_channels"]), units)
-        except (KeyError, TypeError) as exc:
-            raise UserInputError(f"malformed profile: missing or wrong field {exc}") from None
+        """A profile from :meth:`to_dict`'s form; every field is required (a unit without its
+        shortcut costs would make a dropped first block look free) and every number must be a
+        non-negative integer."""
+        if not isinstance(d, dict):
+            raise UserInputError("malformed profile: expected a JSON object with arch, input_size, ..., units")
+        top = ("arch", "input_size", "num_classes", "stem", "base_channels", "units")
+        missing = [k for k in top if k not in d]
+        if missing:
+            raise UserInputError(f"malformed profile: missing field {missing[0]!r}")
+        if not isinstance(d["units"], list) or not d["units"]:
+            raise UserInputError("malformed profile: 'units' must be a non-empty list")
+        names = [f.name for f in fields(UnitCost)]
+        units = []
+        for i, u in enumerate(d["units"]):
+            if not isinstance(u, dict):
+                raise UserInputError(f"malformed profile: units[{i}] is not an object")
+            absent = [k for k in names if k not in u]
+            if absent:
+                raise UserInputError(f"malformed profile: units[{i}] has no {absent[0]!r} (write profiles with "
+                                     f"`adaptive-resnet profile --format json`)")
+            extra = [k for k in u if k not in names]
+            if extra:
+                raise UserInputError(f"malformed profile: units[{i}] has unknown field {extra[0]!r}")
+            for k in names[1:]:
+                if isinstance(u[k], bool) or not isinstance(u[k], int) or u[k] < 0:
+                    raise UserInputError(f"malformed profile: units[{i}].{k} must be a non-negative integer, got {u[k]!r}")
+            units.append(UnitCost(**u))
+        for k in ("input_size", "num_classes", "base_channels"):
+            if isinstance(d[k], bool) or not isinstance(d[k], int) or d[k] < 1:
+                raise UserInputError(f"malformed profile: {k} must be a positive integer, got {d[k]!r}")
+        return cls(str(d["arch"]), d["input_size"], d["num_classes"], str(d["stem"]), d["base_channels"], tuple(units))
 
     @classmethod
     def load(cls, path: str | Path) -> ModelProfile:
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
+            text = Path(path).read_text(encoding="utf-8")
+            doc = json.loads(text)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserInputError(f"cannot read profile {path}: {exc}") from None
+        try:
+            return cls.from_dict(doc)
+        except UserInputError as exc:
+            raise UserInputError(f"{path}: {exc}") from None
+
+
+def profile_cache_dir() -> Path:
+    """Where measured profiles are kept: ``$ADAPTIVE_RESNET_CACHE/profiles``, by default
+    ``~/.cache/adaptive-resnet/profiles``."""
+    import os
+
+    root = os.environ.get("ADAPTIVE_RESNET_CACHE") or Path.home() / ".cache" / "adaptive-resnet"
+    return Path(root) / "profiles"
 
 
 def profile_model(
@@ -121,8 +160,31 @@ def profile_model(
     num_classes: int = 1000,
     stem: str = "imagenet",
     base_channels: int = 64,
+    cache: bool = True,
 ) -> ModelProfile:
-    """Measure the per-unit costs of a :class:`DroppableResNet` for one ``input_size`` image."""
+    """Measure the per-unit costs of a :class:`DroppableResNet` for one ``input_size`` image.
+
+    With ``cache``, a profile measured once is kept in :func:`profile_cache_dir`, keyed by the
+    arguments, the torch and torchvision versions and the source of this module and of the
+    model, so that planning a scenario need not import torch (seconds) each time; a damaged
+    or unwritable cache is measured again.
+    """
+    if cache:
+        key = _cache_key(arch, input_size, num_classes, stem, base_channels)
+        path = profile_cache_dir() / f"{arch}-{input_size}-{key}.json"
+        try:
+            return ModelProfile.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError):  # absent or damaged (UserInputError is a ValueError)
+            pass
+        profile = profile_model(arch, input_size, num_classes, stem, base_channels, cache=False)
+        try:
+            from adaptive_resnet.run_folder import write_atomic
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(profile.to_dict()))
+        except OSError:
+            pass  # a read-only home: measure each time
+        return profile
     import torch
     from torch import nn
 
@@ -175,3 +237,16 @@ def profile_model(
     for h in handles:
         h.remove()
     return ModelProfile(arch, input_size, num_classes, stem, base_channels, tuple(units))
+
+
+def _cache_key(*args: object) -> str:
+    import hashlib
+    from importlib.metadata import version
+
+    h = hashlib.sha1(repr(args).encode())
+    for package in ("torch", "torchvision"):
+        h.update(version(package).encode())
+    models = Path(__file__).parent / "models"
+    for source in (Path(__file__), models / "resnet.py", models / "naming.py"):
+        h.update(source.read_bytes())
+    return h.hexdigest()[:16]

@@ -98,8 +98,11 @@ def run_study(
     seed: int = 0,
     progress: bool = True,
     device: str = "auto",
+    val: int = 0,
+    val_seed: int = 0,
 ) -> dict:
-    """Run (or resume) a study of ``checkpoint`` on the test split of ``data_path``.
+    """Run (or resume) a study of ``checkpoint`` on the test split of ``data_path`` (or, with
+    ``val``, on the validation split ``train --val`` holds out of its training split).
 
     Writes ``study.json`` and ``study.csv`` (one row per plan) and ``pairs.png`` (heatmap) to
     ``out_dir`` and returns the JSON document.
@@ -109,10 +112,10 @@ def run_study(
     from adaptive_resnet.accelerator import resolve_device
     from adaptive_resnet.data import batches, load_images
     from adaptive_resnet.profile import profile_model
-    from adaptive_resnet.train import model_from_checkpoint
+    from adaptive_resnet.run_folder import check_writable_target, claim, write_atomic
+    from adaptive_resnet.train import load_checkpoint, model_from_checkpoint
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable_target(out_dir, "study folder")
     model, config = model_from_checkpoint(checkpoint)
     torch_device = resolve_device(device)
     if torch_device.type == "cuda":
@@ -124,23 +127,41 @@ def run_study(
         plans = study_plans(model.block_names, random_k=random_k, random_count=random_count, seed=seed)
     for plan in plans:
         model.validate_plan(plan)
-    data = load_images(data_path, "test", data_format, cache_dir=cache_dir)
+    if val:
+        # The images ``train --val`` held out: the same split of the training images.
+        from adaptive_resnet.data import validation_split
+
+        train_images = load_images(data_path, "train", data_format, cache_dir=cache_dir)
+        data = train_images.take(validation_split(train_images, val, val_seed)[1])
+        split = f"val{val}/seed{val_seed}"
+        if (config.val, config.val_seed) != (val, val_seed):
+            held = f"held out {config.val} (seed {config.val_seed})" if config.val else "held out none"
+            print(f"note: the checkpoint was trained with {held}; its accuracy on this split is not a held-out figure", flush=True)
+    else:
+        data = load_images(data_path, "test", data_format, cache_dir=cache_dir)
+        split = "test"
     if len(data.classes) != config.num_classes:
-        raise UserInputError(f"test data has {len(data.classes)} classes but the checkpoint was trained for {config.num_classes}")
+        raise UserInputError(f"{split} data has {len(data.classes)} classes but the checkpoint was trained for {config.num_classes}")
+    trained_classes = load_checkpoint(checkpoint, mmap=True).get("classes")
+    if trained_classes is not None and list(trained_classes) != data.classes:
+        raise UserInputError(f"the {split} data's classes {data.classes} are not those the checkpoint was trained on {list(trained_classes)}")
     if limit:
         data = data.subset(limit, seed)
     image_size = config.image_size or data.images.shape[1]
     profile = profile_model(config.arch, image_size, config.num_classes, config.stem, config.base_channels)
 
-    identity = {"checkpoint": str(Path(checkpoint).resolve()), "data": str(Path(data_path).resolve()), "n_images": len(data),
-                "batch_size": batch_size, "plans": [str(p) for p in plans]}
+    identity = {"checkpoint": str(Path(checkpoint).resolve()), "data": str(Path(data_path).resolve()), "split": split,
+                "n_images": len(data), "batch_size": batch_size, "plans": [str(p) for p in plans]}
+    claim(out, identity, "study")
     state_path = out / "state.json"
     state = {"identity": identity, "batches_done": 0, "correct": [0] * len(plans), "elapsed_s": 0.0}
     if state_path.is_file():
-        saved = json.loads(state_path.read_text())
-        if saved.get("identity") != identity:
-            raise UserInputError(f"{out} holds a study of another checkpoint, data set or plan list; use a new folder")
-        state = saved
+        try:
+            saved = json.loads(state_path.read_text())
+            if saved.get("identity") == identity and len(saved["correct"]) == len(plans):
+                state = saved
+        except (ValueError, KeyError, TypeError):
+            pass  # damaged: its batches are counted again, never trusted
 
     n_batches = -(-len(data) // batch_size)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -156,9 +177,7 @@ def run_study(
                 state["correct"] = [a + c for a, c in zip(state["correct"], counts, strict=True)]
                 state["batches_done"] = b + 1
                 state["elapsed_s"] += time.perf_counter() - t0
-                tmp = state_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(state))
-                tmp.replace(state_path)
+                write_atomic(state_path, json.dumps(state))
                 bar.update(task, completed=b + 1)
 
     rows = []
@@ -167,7 +186,7 @@ def run_study(
         rows.append({"drops": str(plan), "k": len(plan.drops), "accuracy": hits / len(data), "correct": hits, "n": len(data),
                      "memory_gain_bytes": memory_gain, "macs_gain": macs_gain})
     doc = {"arch": config.arch, "stem": config.stem, "base_channels": config.base_channels, "image_size": image_size,
-           "checkpoint": identity["checkpoint"], "data": identity["data"], "n_images": len(data),
+           "checkpoint": identity["checkpoint"], "data": identity["data"], "split": split, "n_images": len(data),
            "study_s": state["elapsed_s"], "rows": rows}
     write_tables(doc, out)
     return doc
@@ -176,12 +195,16 @@ def run_study(
 def write_tables(doc: dict, out: Path) -> None:
     """``study.json``, ``study.csv`` and the pair heatmap ``pairs.png``."""
     import csv
+    import io
 
-    (out / "study.json").write_text(json.dumps(doc, indent=1) + "\n")
-    with (out / "study.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(doc["rows"][0]))
-        writer.writeheader()
-        writer.writerows(doc["rows"])
+    from adaptive_resnet.run_folder import write_atomic
+
+    write_atomic(out / "study.json", json.dumps(doc, indent=1) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(doc["rows"][0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(doc["rows"])
+    write_atomic(out / "study.csv", buf.getvalue())
     plot_pairs(doc, out / "pairs.png")
 
 

@@ -30,7 +30,7 @@ from adaptive_resnet.errors import UserInputError
 class TrainConfig(BaseModel):
     """Everything that determines a training run; saved as ``config.json`` beside its checkpoint."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     data: str = "../shared/data/cifar10"  # ImageFolder root with train/ and test/, or CIFAR-10 batches
     data_format: Literal["auto", "imagefolder", "cifar10"] = "auto"
@@ -171,12 +171,27 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     return ckpt
 
 
+def checkpoint_config(ckpt: dict, path: str | Path) -> TrainConfig:
+    """The training configuration a checkpoint (read by :func:`load_checkpoint`) carries, with a
+    one-line error for one this version cannot read (an unknown key, a wrong type)."""
+    from pydantic import ValidationError
+
+    from adaptive_resnet.config_errors import validation_message
+
+    if not isinstance(ckpt.get("config"), dict):
+        raise UserInputError(f"{path}: its 'config' entry is not a training configuration")
+    try:
+        return TrainConfig(**ckpt["config"])
+    except ValidationError as exc:
+        raise UserInputError(f"{path}: its training configuration is not valid: {validation_message(exc)}") from None
+
+
 def model_from_checkpoint(path: str | Path) -> tuple[DroppableResNet, TrainConfig]:  # noqa: F821
     """Rebuild the model a checkpoint was trained as, with its weights, in eval mode."""
     from adaptive_resnet.models import load_weights
 
     ckpt = load_checkpoint(path)
-    config = TrainConfig(**ckpt["config"])
+    config = checkpoint_config(ckpt, path)
     model = build_model(config, initial_weights=False)
     load_weights(model, path)
     return model.eval(), config
@@ -235,28 +250,30 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
     import torch.nn.functional as F
 
     from adaptive_resnet.data import batches
+    from adaptive_resnet.run_folder import check_writable_target, claim
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config_path, ckpt_path, history_path = out / "config.json", out / "last.pt", out / "history.json"
-    if config_path.is_file():
-        # Compared as configs, so a field added later with a default keeps old runs resumable;
-        # fields that do not change the result (threads, device, cache folder) may differ on
-        # resume, so a run started on a GPU can be finished on a CPU and back.
-        free = {"threads", "cache_dir", "device"}
-        saved = TrainConfig(**json.loads(config_path.read_text())).model_dump(exclude=free)
-        if saved != config.model_dump(exclude=free):
-            diff = sorted(k for k in saved if saved[k] != config.model_dump()[k])
-            raise UserInputError(f"{out} holds a run with another configuration (differs in: {', '.join(diff)}); use a new folder")
+    out = check_writable_target(out_dir, "run folder")
+    ckpt_path, history_path = out / "last.pt", out / "history.json"
     device = resolve_device(config.device)
-    config_path.write_text(json.dumps(config.model_dump(), indent=2) + "\n")
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
 
+    # Every input is read and checked before the folder is claimed: a mistyped --data or
+    # --teacher leaves nothing behind that would refuse the corrected command.
     train_set, eval_set, eval_split = training_data(config)
     if len(train_set.classes) != config.num_classes:
         raise UserInputError(f"data has {len(train_set.classes)} classes but num_classes is {config.num_classes}")
+    # The file a run started from is read only when it starts; the teacher also on resume.
+    starts = (config.teacher,) if ckpt_path.is_file() else (config.pretrained, config.init_from, config.teacher)
+    for start in starts:
+        if start and not Path(start).is_file():
+            raise UserInputError(f"file not found: {start}")
+    # Compared as configs, so that a field added later with a default keeps old runs
+    # resumable; fields that do not change the result (threads, device, cache folder) may
+    # differ on resume, so a run started on a GPU can be finished on a CPU and back.
+    claim(out, config.model_dump(), "training run", ignore=("threads", "cache_dir", "device"),
+          normalise=_saved_train_config)
     targets = None
     if config.teacher:
         from adaptive_resnet.distill import teacher_logits
@@ -364,6 +381,7 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
             _atomic_save(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "epoch": epoch + 1, "history": history, "rng": torch.get_rng_state(), "config": config.model_dump(),
+                 "classes": train_set.classes,
                  "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None, "swa": swa,
                  "ema": ema.state_dict() if ema is not None else None},
                 ckpt_path,
@@ -392,11 +410,18 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> di
         swa = {"n": swa["n"], "params": None, "done": True}
         _atomic_save(
             {"model": candidates[kept].state_dict(), "epoch": config.epochs, "history": history, "config": config.model_dump(),
-             "swa": swa, "done": True},
+             "swa": swa, "done": True, "classes": train_set.classes},
             ckpt_path,
         )
         history_path.write_text(json.dumps(history, indent=2) + "\n")
     return {"history": history, "checkpoint": str(ckpt_path)}
+
+
+def _saved_train_config(saved: dict) -> dict:
+    try:
+        return TrainConfig(**saved).model_dump()
+    except Exception:  # not a config of ours: compared as it is, and so refused
+        return saved
 
 
 def training_data(config: TrainConfig):
@@ -415,6 +440,11 @@ def training_data(config: TrainConfig):
         train_set = train_set.take(train_idx)
     else:
         eval_set, eval_split = load_images(config.data, "test", config.data_format, cache_dir=config.cache_dir), "test"
+        if eval_set.classes != train_set.classes:
+            # Labels are positions in the sorted class list: a split missing a class (or naming
+            # one differently) would score every later class against the wrong label.
+            raise UserInputError(f"{config.data}: the test split's classes {eval_set.classes} are not the training "
+                                 f"split's {train_set.classes}")
         if config.limit_test:
             eval_set = eval_set.subset(config.limit_test, config.seed)
     if config.limit_train:
@@ -478,7 +508,7 @@ def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """
 
     ckpt = load_checkpoint(src)
-    slim = {k: ckpt[k] for k in ("model", "config", "history", "epoch") if k in ckpt}
+    slim = {k: ckpt[k] for k in ("model", "config", "history", "epoch", "classes") if k in ckpt}
     slim["model"] = {k: v.float() if v.is_floating_point() else v for k, v in slim["model"].items()}
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

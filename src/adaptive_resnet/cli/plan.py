@@ -7,14 +7,14 @@ from pathlib import Path
 
 import typer
 
+from adaptive_resnet.cli import checks
 from adaptive_resnet.cli.app import command
 
 
 def _problem(scenario: Path):
-    from adaptive_resnet.planning import Problem
-    from adaptive_resnet.system import load_scenario
+    from adaptive_resnet.planning import load_problem
 
-    return Problem(load_scenario(scenario))
+    return load_problem(scenario)
 
 
 def _summary(doc: dict) -> str:
@@ -32,39 +32,37 @@ def _summary(doc: dict) -> str:
 @command("plan")
 def plan_cli(
     scenario: Path = typer.Argument(..., help="Scenario YAML file."),
-    solver: str = typer.Option("exact", help="exact, fast or paper."),
-    time_limit: float = typer.Option(1.0, help="Seconds for the exact solver's MILP / the GA."),
+    solver: str = typer.Option("exact", help="exact, fast, paper, or a baseline (no-drop, neurosurgeon, exo, petals)."),
+    time_limit: float = typer.Option(1.0, callback=checks.number(gt=0, le=86400),
+                                     help="Seconds the solver may take (exact and paper; fast is far quicker and ignores it)."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
-    out: Path = typer.Option(None, help="Also write the plan JSON here."),
+    out: Path = typer.Option(None, callback=checks.output_file, help="Also write the plan JSON here (what `evaluate` reads)."),
 ) -> None:
     """Plan one time step: which device runs each block and which blocks are dropped."""
-    from adaptive_resnet.planning import solve
+    from adaptive_resnet.planning import check_solver, solve
+    from adaptive_resnet.planning.plan_file import write_plan
 
+    check_solver(solver)
     problem = _problem(scenario)
-    options = {"time_limit_s": time_limit} if solver != "paper" else {}
-    doc = solve(problem, solver, **options).to_json(problem)
+    options = {"time_limit_s": time_limit} if solver in ("exact", "paper") else {}
+    solution = solve(problem, solver, **options)
+    doc = solution.to_json(problem)
     if out:
-        out.write_text(json.dumps(doc, indent=2) + "\n")
+        write_plan(out, solution, problem)
     typer.echo(json.dumps(doc, indent=2) if as_json else _summary(doc))
 
 
 @command("evaluate")
 def evaluate_cli(
     scenario: Path = typer.Argument(..., help="Scenario YAML file."),
-    plan: Path = typer.Argument(..., help="Plan JSON (as `plan --json` writes it)."),
+    plan: Path = typer.Argument(..., callback=checks.existing_file, help="Plan JSON (as `plan --out plan.json` writes it)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Re-evaluate a plan: objective, latency, accuracy, energy and memory, violated constraints."""
-    from adaptive_resnet.errors import UserInputError
+    from adaptive_resnet.planning.plan_file import read_plan
     from adaptive_resnet.planning.solution import Solution
 
-    problem = _problem(scenario)
-    try:
-        doc = json.loads(plan.read_text())
-        requests = doc["requests"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise UserInputError(f"cannot read plan {plan}: {type(exc).__name__}: {exc}") from None
-    parsed = [problem.request_from_json(r, i) for i, r in enumerate(requests)]
+    problem, parsed = read_plan(plan, _problem(scenario))
     out = Solution("evaluate", parsed, problem.evaluate(parsed), 0.0).to_json(problem)
     typer.echo(json.dumps(out, indent=2) if as_json else _summary(out))
 
@@ -72,15 +70,17 @@ def evaluate_cli(
 @command("pareto")
 def pareto_cli(
     scenario: Path = typer.Argument(..., help="Scenario YAML file."),
-    out: Path = typer.Option(Path("runs/pareto"), help="Folder for pareto.csv and pareto.png."),
+    out: Path = typer.Option(Path("runs/pareto"), callback=checks.output_folder, help="Folder for pareto.csv and pareto.png."),
     solver: str = typer.Option("exact", help="Solver for each point."),
-    time_limit: float = typer.Option(2.0, help="Seconds per point for the exact solver."),
+    time_limit: float = typer.Option(2.0, callback=checks.number(gt=0, le=86400), help="Seconds per point for the exact solver."),
 ) -> None:
     """Latency-accuracy Pareto front (epsilon-constraint over accuracy)."""
     import csv
 
+    from adaptive_resnet.planning import check_solver
     from adaptive_resnet.planning.pareto import pareto_front, plot_front
 
+    check_solver(solver)
     problem = _problem(scenario)
     front = pareto_front(problem, solver, time_limit)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from adaptive_resnet.cli import checks
 from adaptive_resnet.cli import runtime_options as opts
 from adaptive_resnet.cli.app import command
 
@@ -15,8 +16,8 @@ def run_cli(
     scenario: Path = opts.SCENARIO,
     checkpoint: Path = opts.CHECKPOINT,
     images: Path = typer.Option(Path("../shared/data/cifar10"), help="ImageFolder root (its test/ split) or CIFAR-10 batches."),
-    limit: int = typer.Option(64, help="How many test images to send."),
-    per_step: int = typer.Option(8, help="Requests per time step (the controller re-plans each step)."),
+    limit: int = typer.Option(64, callback=checks.number(ge=1), help="How many test images to send."),
+    per_step: int = typer.Option(8, callback=checks.number(ge=1, le=10_000), help="Requests per time step (the controller re-plans each step)."),
     solver: str = opts.SOLVER,
     emulate_links: bool | None = opts.EMULATE_LINKS,
     address: str = opts.ADDRESS,
@@ -31,19 +32,22 @@ def run_cli(
 
     from adaptive_resnet.data import batches, load_images
     from adaptive_resnet.errors import UserInputError
+    from adaptive_resnet.planning import check_solver, load_problem
     from adaptive_resnet.runtime.controller import Controller, RunReport
     from adaptive_resnet.simulation.simulator import read_trace
-    from adaptive_resnet.system import load_scenario
 
     dilation, calibrate = opts.time_dilation_choice(time_dilation)
-    sc = load_scenario(scenario)
+    check_solver(solver)
+    problem = load_problem(scenario)
+    sc = problem.scenario
+    opts.check_checkpoint(problem, checkpoint)
     data = load_images(images, "test", cache_dir="runs/cache").subset(limit)
     if data.images.shape[1:] != (sc.model.input_size, sc.model.input_size, 3):
         raise UserInputError(f"images are {data.images.shape[1:]} but the scenario's model takes "
                              f"{sc.model.input_size}x{sc.model.input_size}x3")
     steps = -(-len(data) // per_step)
     trace = read_trace(rate_trace, sc.device_names, steps) if rate_trace else None
-    controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
+    controller = Controller(problem, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
                             compiled_graphs=compiled_graphs, time_dilation=dilation, rate_trace=trace)
     report = RunReport()
     try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from adaptive_resnet.cli import checks
+
 SCENARIO = typer.Argument(..., help="Scenario YAML whose model matches the checkpoint.")
-CHECKPOINT = typer.Option(..., help="Checkpoint written by `adaptive-resnet train`.")
+CHECKPOINT = typer.Option(..., callback=checks.existing_file, help="Checkpoint written by `adaptive-resnet train`.")
 SOLVER = typer.Option("fast")
 EMULATE_LINKS = typer.Option(None, "--emulate-links/--no-emulate-links",
                              help="Wait size/rate on every hop and stretch compute to the devices' speeds (one machine standing "
@@ -23,7 +25,7 @@ TIME_DILATION = typer.Option("1", help="Run emulated links and compute this many
                                         "back (a small host emulating many requests at once); 'auto': calibrate first, with a "
                                         "step of random images at dilation 1, 2, 4, ... until measured latency is within 10% "
                                         "of predicted (at most 32).")
-RATE_TRACE = typer.Option(None, help="CSV round,a,b,rate_mbps (as `simulate --rate-trace`): the emulated links' rates, "
+RATE_TRACE = typer.Option(None, callback=checks.existing_file, help="CSV round,a,b,rate_mbps (as `simulate --rate-trace`): the emulated links' rates, "
                                       "time step by time step (rounds from 1).")
 RUN_TIME_DILATION = typer.Option("auto", help="As --time-dilation; 'auto' (under link emulation): before the run, send the "
                                                 "first step's images at dilation 1, 2, 4, ... until measured latency is within "
@@ -52,3 +54,43 @@ def calibrate_dilation(controller, images, doing: str) -> None:
     if trials:
         typer.echo("time dilation auto: " + ", ".join(f"x{k:g} measured/predicted {r:.2f}" for k, r in trials)
                    + f"; {doing} at x{controller.cluster.time_dilation:g}")
+
+
+def check_checkpoint(problem, checkpoint) -> None:
+    """The checkpoint is readable, is the scenario's model, and its weights fit that model:
+    checked before any worker starts (a worker would otherwise fail on its first unit)."""
+    from adaptive_resnet.models.resnet import check_state_fits
+    from adaptive_resnet.runtime.controller import check_checkpoint_matches
+    from adaptive_resnet.train import build_skeleton, checkpoint_config, load_checkpoint
+
+    check_checkpoint_matches(problem.scenario, str(checkpoint))
+    ckpt = load_checkpoint(checkpoint, mmap=True)  # the weights stay on disk: only their shapes are read
+    check_state_fits(build_skeleton(checkpoint_config(ckpt, checkpoint)), ckpt["model"], checkpoint)
+
+
+def class_names(text: str | None, num_classes: int) -> list[str] | None:
+    """``--classes a,b,c``: one non-empty name per class of the model."""
+    from adaptive_resnet.errors import UserInputError
+
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",")]
+    if len(names) != num_classes or not all(names):
+        raise UserInputError(f"--classes needs {num_classes} comma-separated non-empty names (the model's classes), got {len(names)}")
+    return names
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A one-line error for a port in use or a host that is not this machine's, before start-up."""
+    import socket
+
+    from adaptive_resnet.errors import UserInputError
+
+    if port == 0:
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        raise UserInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from adaptive_resnet.cli import checks
 from adaptive_resnet.cli import runtime_options as opts
 from adaptive_resnet.cli.app import command
 
@@ -15,8 +16,8 @@ def serve_cli(
     scenario: Path = opts.SCENARIO,
     checkpoint: Path = opts.CHECKPOINT,
     host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8080, help="0 picks a free port."),
-    step_s: float = typer.Option(0.2, help="Requests arriving within this window form one time step."),
+    port: int = typer.Option(8080, callback=checks.port, help="0 picks a free port."),
+    step_s: float = typer.Option(0.2, callback=checks.number(gt=0, le=3600), help="Requests arriving within this window form one time step."),
     solver: str = opts.SOLVER,
     emulate_links: bool | None = opts.EMULATE_LINKS,
     address: str = opts.ADDRESS,
@@ -28,22 +29,27 @@ def serve_cli(
     classes: str = typer.Option(None, help="Comma-separated class names, to answer names as well as indices."),
 ) -> None:
     """Serve POST /classify (image bytes -> class) and GET /status until interrupted."""
+    from adaptive_resnet.planning import check_solver, load_problem
     from adaptive_resnet.runtime.controller import Controller
     from adaptive_resnet.runtime.server import Server, http_server
     from adaptive_resnet.simulation.simulator import read_trace
-    from adaptive_resnet.system import load_scenario
 
     dilation, calibrate = opts.time_dilation_choice(time_dilation)
-    sc = load_scenario(scenario)
+    check_solver(solver)
+    problem = load_problem(scenario)
+    sc = problem.scenario
+    opts.check_checkpoint(problem, checkpoint)
+    class_names = opts.class_names(classes, sc.model.num_classes)
+    opts.check_port_free(host, port)  # before any worker starts
     trace = read_trace(rate_trace, sc.device_names) if rate_trace else None  # repeats after its last round
-    controller = Controller(sc, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
+    controller = Controller(problem, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
                             compiled_graphs=compiled_graphs, time_dilation=dilation, rate_trace=trace)
     if calibrate and controller.cluster.emulate_links:
         import torch
 
         size = sc.model.input_size
         opts.calibrate_dilation(controller, torch.randn(sc.requests, 3, size, size), "serving")  # latency does not depend on the pixels
-    server = Server(controller, step_s=step_s, classes=classes.split(",") if classes else None)
+    server = Server(controller, step_s=step_s, classes=class_names)
     httpd = http_server(server, host, port)
     typer.echo(f"serving {sc.model.arch} on {len(sc.devices)} workers at http://{host}:{httpd.server_address[1]} "
                f"(POST /classify, GET /status); Ctrl-C stops", err=False)

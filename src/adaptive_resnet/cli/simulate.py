@@ -7,79 +7,105 @@ from pathlib import Path
 
 import typer
 
+from adaptive_resnet.cli import checks
 from adaptive_resnet.cli.app import command
 
 DEFAULT_SCENARIO = "scenarios/paper.yaml"
+MAX_ROUNDS = 100_000  # SimConfig's bound, checked here before any work
 
 
 def _load(scenario: Path):
-    from adaptive_resnet.system import load_scenario
+    from adaptive_resnet.planning import load_problem
 
-    return load_scenario(scenario)
+    return load_problem(scenario)
+
+
+def _sim_config(**values):
+    from pydantic import ValidationError
+
+    from adaptive_resnet.config_errors import validation_message
+    from adaptive_resnet.errors import UserInputError
+    from adaptive_resnet.simulation.simulator import SimConfig
+
+    try:
+        return SimConfig(**values)
+    except ValidationError as exc:
+        raise UserInputError(validation_message(exc)) from None
+
+
+def parse_failures(items: list[str], rounds: int) -> dict[int, list[str]]:
+    """``--fail ROUND:DEVICE`` items as {round: [devices]}; rounds within 1..``rounds``."""
+    from adaptive_resnet.errors import UserInputError
+
+    failures: dict[int, list[str]] = {}
+    for item in items:
+        t, _, name = item.partition(":")
+        if not t.strip().isdigit() or not name.strip():
+            raise UserInputError(f"--fail expects ROUND:DEVICE (e.g. 3:low1), got {item!r}")
+        if not 1 <= int(t) <= rounds:
+            raise UserInputError(f"--fail {item!r}: round {int(t)} is outside 1..{rounds}")
+        failures.setdefault(int(t), []).append(name.strip())
+    return failures
 
 
 @command("simulate")
 def simulate_cli(
     scenario: Path = typer.Argument(..., help="Scenario YAML file."),
-    out: Path = typer.Option(Path("runs/simulate"), help="Folder for rounds.csv, summary.json, config.json."),
-    rounds: int = typer.Option(20, help="Time steps T."),
-    request_rate: float = typer.Option(3.0, help="Poisson lambda: mean requests per round."),
+    out: Path = typer.Option(None, callback=checks.output_folder,
+                             help="Folder for rounds.csv, summary.json, config.json (default runs/simulate/<scenario name>). "
+                                  "Re-running the same command resumes; another configuration there is refused."),
+    rounds: int = typer.Option(20, callback=checks.number(ge=1, le=MAX_ROUNDS), help="Time steps T."),
+    request_rate: float = typer.Option(3.0, callback=checks.number(gt=0, le=1000), help="Poisson lambda: mean requests per round."),
     solver: str = typer.Option("fast"),
     battery: bool = typer.Option(False, help="Carry energy across rounds; empty devices leave."),
-    rate_trace: Path = typer.Option(None, help="CSV round,a,b,rate_mbps instead of random rates."),
+    rate_trace: Path = typer.Option(None, callback=checks.existing_file, help="CSV round,a,b,rate_mbps instead of the scenario's rates."),
     fail: list[str] = typer.Option([], help="ROUND:DEVICE, a device failing at a round (repeatable)."),
-    seed: int = typer.Option(0),
+    time_limit: float = typer.Option(1.0, callback=checks.number(gt=0, le=3600), help="Seconds per round for the exact solver."),
+    seed: int = typer.Option(0, callback=checks.number(ge=0)),
 ) -> None:
     """Simulate T rounds: Poisson requests, changing link rates, a plan per round."""
-    from pydantic import ValidationError
+    from adaptive_resnet.planning import check_solver
+    from adaptive_resnet.simulation.simulator import simulate
 
-    from adaptive_resnet.config_errors import validation_message
-    from adaptive_resnet.errors import UserInputError
-    from adaptive_resnet.simulation.simulator import SimConfig, simulate
-
-    failures: dict[int, list[str]] = {}
-    for item in fail:
-        t, _, name = item.partition(":")
-        if not t.isdigit() or not name:
-            raise UserInputError(f"--fail expects ROUND:DEVICE, got {item!r}")
-        failures.setdefault(int(t), []).append(name)
-    try:
-        config = SimConfig(rounds=rounds, request_rate=request_rate, solver=solver, battery=battery,
-                           rate_trace=str(rate_trace) if rate_trace else None, failures=failures, seed=seed)
-    except ValidationError as exc:
-        raise UserInputError(validation_message(exc)) from None
-    result = simulate(_load(scenario), config, out)
+    check_solver(solver)
+    config = _sim_config(rounds=rounds, request_rate=request_rate, solver=solver, battery=battery,
+                         rate_trace=str(rate_trace) if rate_trace else None, failures=parse_failures(fail, rounds),
+                         time_limit_s=time_limit, seed=seed)
+    problem = _load(scenario)
+    out = out or Path("runs") / "simulate" / scenario.stem
+    result = simulate(problem, config, out)
     typer.echo(json.dumps(result["summary"], indent=2))
+    typer.echo(f"rounds.csv and summary.json in {out}")
 
 
 @command("experiment")
 def experiment_cli(
     name: str = typer.Argument(..., help="fig6, fig7, fig8 or fig9."),
     scenario: Path = typer.Option(Path(DEFAULT_SCENARIO)),
-    out: Path = typer.Option(None, help="Folder (default runs/<name>)."),
-    rounds: int = typer.Option(10),
+    out: Path = typer.Option(None, callback=checks.output_folder, help="Folder (default runs/<name>); re-running resumes."),
+    rounds: int = typer.Option(10, callback=checks.number(ge=1, le=MAX_ROUNDS)),
     solver: list[str] = typer.Option([], help="Solvers to compare (default: all, repeatable)."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, callback=checks.number(ge=0)),
 ) -> None:
     """One of the paper's experiments, every solver and baseline side by side, with plots."""
-    from adaptive_resnet.errors import UserInputError
+    from adaptive_resnet.errors import unknown_choice
+    from adaptive_resnet.planning import check_solver
     from adaptive_resnet.simulation.experiments import ALL_SOLVERS, EXPERIMENTS, run_experiment
 
     if name not in EXPERIMENTS:
-        from adaptive_resnet.errors import unknown_choice
-
         raise unknown_choice("experiment", name, EXPERIMENTS)
-    if rounds < 1:
-        raise UserInputError(f"rounds must be at least 1, got {rounds}")
-    run_experiment(name, _load(scenario), out or Path("runs") / name, rounds, solver or ALL_SOLVERS, seed=seed)
-    typer.echo(f"points.csv and {name}.png written to {out or Path('runs') / name}")
+    for s in solver:
+        check_solver(s)
+    out = out or Path("runs") / name
+    run_experiment(name, _load(scenario), out, rounds, solver or ALL_SOLVERS, seed=seed)
+    typer.echo(f"points.csv and {name}.png written to {out}")
 
 
 @command("demo")
 def demo_cli(
     scenario: Path = typer.Option(Path(DEFAULT_SCENARIO)),
-    out: Path = typer.Option(Path("runs/demo"), help="Folder for the results and plots."),
-    rounds: int = typer.Option(8),
+    out: Path = typer.Option(Path("runs/demo"), callback=checks.output_folder, help="Folder for the results and plots."),
+    rounds: int = typer.Option(8, callback=checks.number(ge=1, le=MAX_ROUNDS)),
 ) -> None:
     """The main job: a short simulation of the paper's cluster with every solver and baseline."""
     from rich.console import Console

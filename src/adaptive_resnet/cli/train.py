@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
+from adaptive_resnet.cli import checks
 from adaptive_resnet.cli.app import command
 
 
 @command("train")
 def train_cli(
-    out: Path = typer.Option(..., help="Run folder: config.json, last.pt, history.json. Reused to resume."),
+    out: Path = typer.Option(..., callback=checks.output_folder, help="Run folder: config.json, last.pt, history.json. Reused to resume."),
     data: str = typer.Option("../shared/data/cifar10", help="ImageFolder root (train/, test/) or CIFAR-10 batches."),
     data_format: str = typer.Option("auto", help="auto, imagefolder or cifar10."),
     arch: str = typer.Option("resnet50"),

@@ -252,6 +252,14 @@ def load_weights(model: DroppableResNet, path: str | Path) -> DroppableResNet:
     except Exception as exc:  # torch raises several unrelated types for a damaged file
         raise UserInputError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     state = loaded.get("model", loaded) if isinstance(loaded, dict) else None
+    check_state_fits(model, state, path)
+    model.load_state_dict(state)
+    return model
+
+
+def check_state_fits(model: DroppableResNet, state: object, path: str | Path) -> None:
+    """A one-line error unless ``state`` (from file ``path``) is a state dict of exactly
+    ``model``'s keys and shapes (``model`` may be a storage-less skeleton)."""
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise UserInputError(f"{path} holds no state dict (expected a torchvision weights file or a checkpoint)")
     expected = model.state_dict()
@@ -269,5 +277,3 @@ def load_weights(model: DroppableResNet, path: str | Path) -> DroppableResNet:
             k = wrong[0]
             parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)})")
         raise UserInputError(f"weights file {path} does not match {what}: " + "; ".join(parts))
-    model.load_state_dict(state)
-    return model

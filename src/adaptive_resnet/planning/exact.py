@@ -29,16 +29,17 @@ import time
 import numpy as np
 
 from adaptive_resnet.planning.colgen import column_generation, restricted_master_plans
-from adaptive_resnet.planning.fast import Residual, SearchOrder, improve, place_request, solve_fast
+from adaptive_resnet.planning.fast import improve, place_request, solve_fast
 from adaptive_resnet.planning.problem import Problem, RequestPlan
-from adaptive_resnet.planning.routing import best_unconstrained, single_request_bound
+from adaptive_resnet.planning.residual import Residual
+from adaptive_resnet.planning.routing import SearchOrder, best_unconstrained, single_request_bound
 from adaptive_resnet.planning.solution import Solution
 
 MASTER_ALL_COLUMNS = 200  # the integer master takes every column up to this many, else those the last LP used
 MASTER_STARTS = 12  # plans of the integer master's search that local search starts from
 
 
-def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Solution:
+def solve_exact(problem: Problem, time_limit_s: float = 1.0) -> Solution:
     t0 = time.perf_counter()
     unconstrained = best_unconstrained(problem)
     best_c = int(np.argmin([u[0] for u in unconstrained]))
@@ -92,7 +93,7 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
     consider("rounded LP", round_lp(problem, cg, search), 0.75)
     used = cg.columns if len(cg.columns) <= MASTER_ALL_COLUMNS else \
         [col for k, col in enumerate(cg.columns) if k < len(seed) or (cg.lp_counts is not None and cg.lp_counts[k] > 1e-9)]
-    plans = restricted_master_plans(problem, used, max(0.85 * time_limit_s - (time.perf_counter() - t0), 0.01), keep=MASTER_STARTS)
+    plans = restricted_master_plans(problem, used, t0 + 0.85 * time_limit_s, keep=MASTER_STARTS)
     for plan in reversed(plans):  # its best first, then the plans it improved through, while time is left
         if time.perf_counter() - t0 > 0.95 * time_limit_s:
             break
@@ -105,7 +106,7 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
     # eat the time that is left.
     size = sum(len(c.units) * len(problem.devices) ** 2 for c in problem.candidates)
     if remaining > 0.05 and size * 1e-5 < 0.5 * remaining:
-        milp = _solve_milp(problem, unconstrained, incumbent, remaining - 2 * size * 1e-5)  # leave its build time
+        milp = _solve_milp(problem, unconstrained, incumbent, t0 + 0.97 * time_limit_s)
         if milp["requests"] is not None:
             ev = problem.evaluate(milp["requests"])
             if ev.feasible and (not best_eval.feasible or ev.objective < best_eval.objective - 1e-12):
@@ -117,7 +118,7 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, **_: object) -> Sol
             return Solution("exact", best_requests, best_eval, time.perf_counter() - t0, lower_bound=None,
                             note="infeasible (proved by the MILP): " + _binding(problem))
     else:
-        note += f"; MILP skipped ({size} flow variables for {remaining:.2f} s left)"
+        note += f"; MILP skipped ({size} flow variables, {max(remaining, 0.0):.2f} s left)"
     if best_eval.feasible and best_eval.objective <= lower * (1 + 1e-9):
         note = "optimal (" + note + ")"
     elif not best_eval.feasible:
@@ -163,7 +164,9 @@ def _binding(problem: Problem) -> str:
     return "no single resource is short in total: the binding constraints are how memory, compute and energy are spread over the devices"
 
 
-def _solve_milp(problem: Problem, unconstrained, incumbent: float, time_limit_s: float) -> dict:
+def _solve_milp(problem: Problem, unconstrained, incumbent: float, deadline: float) -> dict:
+    """The joint MILP, solved until ``deadline`` (a ``time.perf_counter`` instant): its time
+    limit is what is left once the program is built, so that building counts against it."""
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import coo_matrix
 
@@ -258,9 +261,12 @@ def _solve_milp(problem: Problem, unconstrained, incumbent: float, time_limit_s:
     A = coo_matrix((vals, (rows, cols)), shape=(n_eq + len(ub_rhs), n_var)).tocsr()
     lo = np.concatenate([np.array(eq_rhs), np.full(len(ub_rhs), -np.inf)])
     hi = np.concatenate([np.array(eq_rhs), np.array(ub_rhs)])
+    left_s = deadline - time.perf_counter()
+    if left_s < 0.01:
+        return {"requests": None, "bound": None, "status": "no time left once built", "proven": False, "infeasible": False}
     res = milp(
         c=np.concatenate(cost), integrality=np.concatenate(integral), bounds=Bounds(0, np.concatenate(upper)),
-        constraints=LinearConstraint(A, lo, hi), options={"time_limit": time_limit_s, "disp": False},
+        constraints=LinearConstraint(A, lo, hi), options={"time_limit": left_s, "disp": False},
     )
     out = {"requests": None, "bound": None, "status": res.message.split("(")[0].strip(), "proven": res.status == 0,
            "infeasible": res.status == 2}

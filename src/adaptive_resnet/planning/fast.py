@@ -17,111 +17,22 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 
-import numba
 import numpy as np
 
-from adaptive_resnet.planning.problem import Problem, RequestPlan, weights_to_host
+from adaptive_resnet.planning.problem import Problem, RequestPlan
+from adaptive_resnet.planning.residual import Residual
 from adaptive_resnet.planning.routing import (
-    FIT_TOLERANCE,
     BudgetSpent,
     RouteBudget,
-    best_unconstrained,
+    SearchOrder,
     capacity_route,
-    route_overflow,
 )
 from adaptive_resnet.planning.solution import Solution
-
-
-class Residual:
-    """Remaining memory, compute and energy per device while requests are placed."""
-
-    def __init__(self, problem: Problem) -> None:
-        self.p = problem
-        self.memory = problem.memory_limit_bytes.copy()
-        self.compute = problem.compute_limit_macs.copy()
-        self.energy = problem.energy_limit_j.copy()
-        self.hosted = np.zeros((len(problem.units), len(problem.devices)), bool)
-
-    def usage(self, cand_index: int, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(memory, compute, energy) a route adds per device: its own costs
-        (:meth:`~adaptive_resnet.planning.problem.Problem.route_costs`, cached: a greedy pass
-        checks the same few routes again and again) and the weights it hosts anew."""
-        p, cand = self.p, self.p.candidates[cand_index]
-        costs = p.route_costs(cand_index, devices)
-        memory = costs.memory_bytes
-        if p.shared_weights:
-            memory = memory + weights_to_host(np.asarray(devices, np.int64), cand.units, p.weight_bytes, self.hosted)
-        return memory, costs.macs, costs.energy_j
-
-    def overflow(self, cand_index: int, devices: np.ndarray) -> np.ndarray:
-        """Per device, the largest relative overflow of any resource (<= FIT_TOLERANCE: fits)."""
-        return route_overflow(*self.usage(cand_index, devices), self.memory, self.compute, self.energy)
-
-    def fits(self, cand_index: int, devices: np.ndarray) -> bool:
-        """Whether the route fits what is left (its :meth:`overflow` within the tolerance everywhere)."""
-        return bool(self.overflow(cand_index, devices).max() <= FIT_TOLERANCE)
-
-    def could_fit(self, cand) -> bool:
-        """A necessary condition for any route of ``cand`` to fit: the devices' remaining compute
-        in total covers its multiplications, and every unit fits alone on some device. It
-        spares the route search for drop sets that cannot fit (most of a hopeless request's)."""
-        p = self.p
-        return _could_fit(cand.macs, cand.memory_bytes, cand.units, p.weight_bytes, self.hosted, p.shared_weights,
-                          self.compute, self.memory, p.available)
-
-    def take(self, cand_index: int, devices: np.ndarray) -> None:
-        mem, comp, energy = self.usage(cand_index, devices)
-        self.memory -= mem
-        self.compute -= comp
-        self.energy -= energy
-        self.hosted[self.p.candidates[cand_index].units, devices] = True
-
-
-@numba.njit(cache=True)
-def _could_fit(macs, activations, units, weight_bytes, hosted, shared, compute, memory, live):
-    """:meth:`Residual.could_fit`, compiled (asked for most drop sets a request tries)."""
-    tol = 1 + 1e-9
-    total = 0.0
-    for k in range(compute.shape[0]):
-        if live[k]:
-            total += compute[k]
-    if macs.sum() > total * tol:
-        return False
-    for u in range(macs.shape[0]):
-        fits_somewhere = False
-        for k in range(compute.shape[0]):
-            need = activations[u] + (weight_bytes[units[u]] if shared and not hosted[units[u], k] else 0.0)
-            if live[k] and macs[u] <= compute[k] * tol and need <= memory[k] * tol:
-                fits_somewhere = True
-                break
-        if not fits_somewhere:
-            return False
-    return True
-
 
 LEAD_CHOICES, GREEDY_PASSES = 3, 2  # drop sets that may lead a greedy pass (primaries), and passes run
 FAST_ROUTE_BUDGET = 75  # segment DPs per fast solve, all passes (~0.1 ms each with what goes around them, on the 2-core dev machine)
 REPAIR_ROUTE_BUDGET = 20  # segment DPs to repair a plan with requests that fit nowhere (10 were too few on N10-R30-tight)
-
-
-@dataclass(frozen=True)
-class SearchOrder:
-    """Drop sets by their capacity-free per-request objective, best first, with those objectives
-    (lower bounds once capacities count) and the capacity-free routes: none changes within a
-    time step, so one is computed per step and shared by every search of that step."""
-
-    order: list[int]
-    bounds: list[float]
-    shortest: list[tuple[float, np.ndarray]]  # (latency_s, devices) per drop set
-
-    @classmethod
-    def of(cls, problem: Problem, unconstrained: list | None = None) -> SearchOrder:
-        """From :func:`best_unconstrained` (computed here unless the caller has it)."""
-        unconstrained = best_unconstrained(problem) if unconstrained is None else unconstrained
-        return cls(sorted(range(len(unconstrained)), key=lambda c: unconstrained[c][0]),
-                   [u[0] for u in unconstrained], [(u[1], u[2]) for u in unconstrained])
 
 
 def route_within(problem: Problem, residual: Residual, c: int, shortest: tuple[float, np.ndarray],
@@ -291,7 +202,7 @@ def primaries(problem: Problem, search: SearchOrder, count: int) -> list[int]:
 
 
 def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | None = None,
-               route_budget: int = FAST_ROUTE_BUDGET, **_: object) -> Solution:
+               route_budget: int = FAST_ROUTE_BUDGET) -> Solution:
     """Two greedy passes, each led by a drop set of :func:`primaries`: the first by the best one,
     the second by the next one or, if the first left requests out, by the leanest in the
     resource that ran short; the best plan is kept. The second runs while what is left of

@@ -60,7 +60,7 @@ def algorithm1(problem: Problem, x: np.ndarray, c: int) -> tuple[np.ndarray, int
 
 
 def solve_paper(problem: Problem, pop_size: int = 100, generations: int = 100, seed: int = 0,
-                time_limit_s: float | None = None, **_: object) -> Solution:
+                time_limit_s: float | None = None) -> Solution:
     from pymoo.algorithms.soo.nonconvex.ga import GA
     from pymoo.core.problem import Problem as PymooProblem
     from pymoo.operators.crossover.pntx import TwoPointCrossover

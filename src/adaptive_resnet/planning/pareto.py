@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adaptive_resnet.planning.problem import Problem
+from adaptive_resnet.planning.problem import Problem  # noqa: TC001
 
 
 def pareto_front(problem: Problem, solver: str = "exact", time_limit_s: float = 1.0) -> list[dict]:
-    from adaptive_resnet.planning import solve
+    from adaptive_resnet.planning import solve, solver_options
 
     levels = sorted({c.accuracy for c in problem.candidates}, reverse=True)
     points = []
     for level in levels:
         scenario = problem.scenario.model_copy(update={"alpha": 1.0, "beta": 0.0, "accuracy_threshold": level})
-        sub = Problem(scenario, problem.profile, problem.table, rates_mbps=problem.rate_bps / 1e6,
-                      requests=problem.requests, energy_j=problem.energy_limit_j, available=problem.available)
-        sol = solve(sub, solver, time_limit_s=time_limit_s)
+        sub = problem.derive(scenario, rates_mbps=problem.rate_bps / 1e6, requests=problem.requests,
+                             energy_j=problem.energy_limit_j, available=problem.available)
+        options = {"time_limit_s": time_limit_s} if "time_limit_s" in solver_options(solver) else {}
+        sol = solve(sub, solver, **options)
         points.append({"accuracy_threshold": level, "accuracy": sol.evaluation.accuracy, "latency_s": sol.evaluation.latency_s,
                        "feasible": sol.feasible, "lower_bound_latency_s": None if sol.lower_bound is None else sol.lower_bound * sub.reference_latency_s})
     front, best_latency = [], float("inf")

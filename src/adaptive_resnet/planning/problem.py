@@ -115,9 +115,13 @@ class Problem:
         speeds_gmacs: np.ndarray | None = None,
     ) -> None:
         self.scenario = scenario
-        m = scenario.model
-        self.profile = profile or (ModelProfile.load(m.profile) if m.profile else profile_model(m.arch, m.input_size, m.num_classes, m.stem, m.base_channels))
-        self.table = accuracy or AccuracyTable.load(scenario.accuracy)
+        self.profile = profile or scenario_profile(scenario)
+        if accuracy is None:
+            try:
+                accuracy = AccuracyTable.load(scenario.accuracy)
+            except UserInputError as exc:
+                raise UserInputError(f"{scenario.where('accuracy')}: {exc}") from None
+        self.table = accuracy
         self.units = self.profile.unit_names
         self.devices = scenario.device_names
         n = len(self.devices)
@@ -141,19 +145,29 @@ class Problem:
         # L_ref stays on the configured speeds, so objectives of different steps compare.
         self.reference_latency_s = self.profile.total("macs") / configured_speed.max()
         if self.table.arch and self.table.arch != self.profile.arch:
-            raise UserInputError(f"accuracy source {self.table.name} is for {self.table.arch}, the scenario's model is {self.profile.arch}")
+            raise UserInputError(f"{scenario.where('accuracy')}: accuracy source {self.table.name} is for {self.table.arch}, "
+                                 f"the scenario's model is {self.profile.arch}")
         self.candidates = self._candidates()
+
+    def derive(self, scenario: Scenario | None = None, **step) -> Problem:
+        """A problem for the same model profile and accuracy source (read once): another time
+        step (``rates_mbps``, ``requests``, ``energy_j``, ``available``, ``speeds_gmacs``, as
+        the constructor takes them) and/or a variant of the scenario (an experiment's point)."""
+        return Problem(scenario or self.scenario, self.profile, self.table, **step)
 
     def _candidates(self) -> list[Candidate]:
         found = self.table.candidates(self.threshold, include_estimates=self.scenario.allow_estimates)
         if not found:
             raise UserInputError(
-                f"accuracy_threshold {self.threshold} is above every drop set's accuracy "
+                f"{self.scenario.where('accuracy_threshold')}: {self.threshold} is above every drop set's accuracy "
                 f"(best: {self.table.best_possible():.4f} from {self.table.name})"
             )
         out = []
         for plan, acc in found:
-            plan.validate(self.units[1:-1])
+            try:
+                plan.validate(self.units[1:-1])
+            except UserInputError as exc:
+                raise UserInputError(f"{self.scenario.where('accuracy')}: {self.table.name} names a block the model lacks: {exc}") from None
             idx, macs, mem, out_b, skip = [], [], [], [], []
             gap = False
             for u, name in enumerate(self.units):
@@ -303,39 +317,27 @@ class Problem:
             out[self.units[u]] = self.devices[int(d)]
         return out
 
-    def request_from_json(self, obj: dict, r: int) -> RequestPlan:
-        """Parse one request object of a plan file; its drop set is its ``drops`` or its nulls."""
-        placement = obj.get("placement")
-        if not isinstance(placement, dict):
-            raise UserInputError(f"plan request {r}: needs a 'placement' map of unit -> device")
-        unknown = [u for u in placement if u not in self.units]
-        if unknown:
-            from adaptive_resnet.errors import unknown_choice
 
-            raise unknown_choice(f"unit in request {r}", unknown[0], self.units)
-        missing = [u for u in self.units if u not in placement]
-        if missing:
-            raise UserInputError(f"plan request {r}: no placement for {', '.join(missing)} (use null for a dropped block)")
-        if "drops" in obj:
-            plan = DropPlan.of(obj["drops"])
-        else:
-            plan = DropPlan.dc([u for u, d in placement.items() if d is None])
-        for u in (self.units[0], self.units[-1]):
-            if placement[u] is None:
-                raise UserInputError(f"plan request {r}: {u} cannot be dropped")
-        index = next((c for c, cand in enumerate(self.candidates) if cand.plan == plan), None)
-        if index is None:
-            raise UserInputError(f"plan request {r}: drop set {plan} has no accuracy at or above the threshold in {self.table.name}")
-        cand = self.candidates[index]
-        devices = []
-        for u in cand.units:
-            name = placement[self.units[u]]
-            if name not in self.devices:
-                from adaptive_resnet.errors import unknown_choice
+def scenario_profile(scenario: Scenario) -> ModelProfile:
+    """The cost profile a scenario's model has: its ``profile`` file when it names one, else
+    measured from the architecture. The one place a scenario's model becomes unit costs."""
+    m = scenario.model
+    if not m.profile:
+        return profile_model(m.arch, m.input_size, m.num_classes, m.stem, m.base_channels)
+    try:
+        profile = ModelProfile.load(m.profile)
+    except UserInputError as exc:
+        raise UserInputError(f"{scenario.where('model', 'profile')}: {exc}") from None
+    return profile
 
-                raise unknown_choice(f"device for {self.units[u]} in request {r}", name, self.devices)
-            devices.append(self.devices.index(name))
-        return RequestPlan(index, np.array(devices))
+
+def load_problem(path) -> Problem:
+    """Read a scenario file into the planner's :class:`Problem`: the scenario validated, its
+    model's profile and its accuracy source read, and each checked against the others. Every
+    command that takes a scenario reads it here, so they all plan the same problem."""
+    from adaptive_resnet.system import load_scenario
+
+    return Problem(load_scenario(path))
 
 
 @numba.njit(cache=True)

@@ -468,3 +468,21 @@ def single_request_bound(problem: Problem) -> float:
         latency, _ = segment_route(problem, cand, problem.memory_limit_bytes, problem.compute_limit_macs, problem.energy_limit_j, empty)
         best = min(best, problem.objective(latency, cand.accuracy))
     return best
+
+
+@dataclass(frozen=True)
+class SearchOrder:
+    """Drop sets by their capacity-free per-request objective, best first, with those objectives
+    (lower bounds once capacities count) and the capacity-free routes: none changes within a
+    time step, so one is computed per step and shared by every search of that step."""
+
+    order: list[int]
+    bounds: list[float]
+    shortest: list[tuple[float, np.ndarray]]  # (latency_s, devices) per drop set
+
+    @classmethod
+    def of(cls, problem: Problem, unconstrained: list | None = None) -> SearchOrder:
+        """From :func:`best_unconstrained` (computed here unless the caller has it)."""
+        unconstrained = best_unconstrained(problem) if unconstrained is None else unconstrained
+        return cls(sorted(range(len(unconstrained)), key=lambda c: unconstrained[c][0]),
+                   [u[0] for u in unconstrained], [(u[1], u[2]) for u in unconstrained])

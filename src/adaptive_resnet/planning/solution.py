@@ -1,4 +1,4 @@
-"""What every solver returns, and the plan JSON format."""
+"""What every solver returns."""
 
 from __future__ import annotations
 
@@ -28,31 +28,7 @@ class Solution:
         return (self.evaluation.objective - self.lower_bound) / max(abs(self.lower_bound), 1e-12)
 
     def to_json(self, problem: Problem) -> dict:
-        ev = self.evaluation
-        return {
-            "solver": self.solver,
-            "feasible": ev.feasible,
-            "objective": ev.objective,
-            "lower_bound": self.lower_bound,
-            "gap": self.gap,
-            "latency_s": ev.latency_s,
-            "accuracy": ev.accuracy,
-            "energy_j": ev.energy_j,
-            "memory_bytes": ev.memory_bytes,
-            "macs": ev.macs,
-            "direct_bytes": ev.direct_bytes,
-            "skip_bytes": ev.skip_bytes,
-            "violations": ev.violations,
-            "solve_time_s": self.solve_time_s,
-            "note": self.note,
-            "requests": [
-                {
-                    "drops": [f"{b}:{problem.candidates[r.candidate].plan.dropped(b).value}" for b in problem.candidates[r.candidate].plan.blocks()],
-                    "accuracy": problem.candidates[r.candidate].accuracy,
-                    "accuracy_estimated": problem.candidates[r.candidate].estimated,
-                    "latency_s": ev.latencies_s[i],
-                    "placement": problem.placement(r),
-                }
-                for i, r in enumerate(self.requests)
-            ],
-        }
+        """The plan document (:mod:`adaptive_resnet.planning.plan_file`)."""
+        from adaptive_resnet.planning.plan_file import plan_document
+
+        return plan_document(self, problem)

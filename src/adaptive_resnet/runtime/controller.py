@@ -49,21 +49,16 @@ def check_checkpoint_matches(scenario, checkpoint: str) -> None:
 
 
 class Controller:
-    def __init__(self, scenario, checkpoint: str, solver: str = "fast", emulate_links: bool | None = None, address: str | None = None, seed: int = 0,
+    def __init__(self, problem, checkpoint: str, solver: str = "fast", emulate_links: bool | None = None, address: str | None = None, seed: int = 0,
                  measure_speeds: bool | None = None, probe_rates: bool | None = None, compiled_graphs: bool = False,
                  time_dilation: float = 1.0, rate_trace: dict[int, np.ndarray] | None = None):
-        from adaptive_resnet.accuracy import AccuracyTable
-        from adaptive_resnet.planning import Problem
-        from adaptive_resnet.profile import profile_model
-
+        scenario = problem.scenario  # ``problem``: the scenario as load_problem reads it
         check_checkpoint_matches(scenario, checkpoint)
-        m = scenario.model
         self.scenario, self.solver = scenario, solver
-        self.profile = profile_model(m.arch, m.input_size, m.num_classes, m.stem, m.base_channels)
-        self.table = AccuracyTable.load(scenario.accuracy)
+        self.base = problem
         self.rng = np.random.default_rng(seed)
         self.battery = np.array([d.energy_j for d in scenario.devices], float)
-        self.problem = Problem(scenario, self.profile, self.table)
+        self.problem = problem
         self.cluster = RayCluster(self.problem, checkpoint, address=address, emulate_links=emulate_links, compiled=compiled_graphs,
                                   time_dilation=time_dilation)
         emulate_links = self.cluster.emulate_links  # None: decided by the cluster (one node or several)
@@ -91,7 +86,7 @@ class Controller:
 
     def plan(self, requests: int, rates_mbps: np.ndarray | None = None) -> dict:
         """Re-plan for this step with the given (or freshly drawn) rates and what is left of batteries."""
-        from adaptive_resnet.planning import Problem, solve
+        from adaptive_resnet.planning import solve
 
         if rates_mbps is None and self.probe_rates:
             self.measured_rates = self.cluster.probe_rates()
@@ -103,31 +98,36 @@ class Controller:
         if rates_mbps is None and self.rate_trace is not None:
             rates_mbps = self.rate_trace[self.steps % len(self.rate_trace) + 1]
         if rates_mbps is None and self.scenario.rates_mbps.range is not None:
-            lo, hi = self.scenario.rates_mbps.range
-            draws = self.rng.uniform(lo, hi, (len(self.battery),) * 2)
-            rates_mbps = np.triu(draws, 1) + np.triu(draws, 1).T
+            rates_mbps = self.scenario.rate_matrix(self.rng)  # a fresh draw from the scenario's range each step
         alive = np.array([self.cluster.alive[d] for d in self.problem.devices])
-        self.problem = Problem(self.scenario, self.profile, self.table, rates_mbps=rates_mbps, requests=requests,
-                               energy_j=np.maximum(self.battery - self._spent, 0.0), available=alive,
-                               speeds_gmacs=self.speeds_gmacs if self.measure_speeds else None)
+        self.problem = self.base.derive(rates_mbps=rates_mbps, requests=requests, energy_j=np.maximum(self.battery - self._spent, 0.0),
+                                        available=alive, speeds_gmacs=self.speeds_gmacs if self.measure_speeds else None)
         self.cluster.problem = self.problem  # the emulated links follow the step's rates
         return solve(self.problem, self.solver).to_json(self.problem)
 
-    def serve_step(self, images) -> tuple[list[Outcome], dict]:
-        """One time step without labels: re-plan, run ``images`` through the cluster, account energy."""
-        plan = self.plan(len(images))
+    def serve_step(self, images, on_done=None) -> tuple[list[Outcome], dict]:
+        """One time step without labels: a heartbeat (suspected workers that answer rejoin,
+        silent ones are left out), re-plan, run ``images`` through the cluster, account energy.
+        ``on_done(outcome)`` is called as each request ends (:meth:`RayCluster.infer`)."""
+        self.cluster.heartbeat()
+        if not any(self.cluster.alive.values()):
+            plan = {"feasible": False, "requests": [], "error": "no device alive"}
+        else:
+            plan = self.plan(len(images))
         self.steps += 1
         self.replans += 1
         if plan.get("feasible", False):
             self.cluster.preload(plan)
 
-        def replan(dead):
+        def replan(unusable):
             self.replans += 1
             from adaptive_resnet.runtime.cluster import plan_for
 
-            return plan_for(self.problem, self.solver, dead)
+            if not any(self.cluster.alive.values()):
+                return {"feasible": False, "requests": [], "error": "no device alive"}
+            return plan_for(self.problem, self.solver, unusable)
 
-        outcomes = self.cluster.infer(images, plan, replan=replan)
+        outcomes = self.cluster.infer(images, plan, replan=replan, on_done=on_done)
         self._account()
         return outcomes, plan
 

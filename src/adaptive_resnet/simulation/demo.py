@@ -6,23 +6,23 @@ import csv
 import shutil
 from pathlib import Path
 
+from adaptive_resnet.errors import UserInputError
 from adaptive_resnet.simulation.experiments import ALL_SOLVERS, METRICS
 from adaptive_resnet.simulation.simulator import SimConfig, simulate
 
 
-def run_demo(scenario, out_dir: str | Path, rounds: int = 8, solvers=ALL_SOLVERS, seed: int = 0) -> list[dict]:
-    """Simulate ``rounds`` rounds per solver on the same draws; summary rows, CSV and a bar chart."""
-    from adaptive_resnet.accuracy import AccuracyTable
-    from adaptive_resnet.profile import profile_model
+def run_demo(problem, out_dir: str | Path, rounds: int = 8, solvers=ALL_SOLVERS, seed: int = 0) -> list[dict]:
+    """Simulate ``rounds`` rounds of ``problem``'s scenario per solver on the same draws; summary
+    rows, CSV and a bar chart. A demo starts afresh: it replaces only its own earlier output."""
+    from adaptive_resnet.run_folder import check_writable_target
 
-    out = Path(out_dir)
-    m = scenario.model
-    profile, table = profile_model(m.arch, m.input_size, m.num_classes, m.stem, m.base_channels), AccuracyTable.load(scenario.accuracy)
+    out = check_writable_target(out_dir)
+    if out.is_dir() and any(out.iterdir()) and not (out / "summary.csv").is_file():
+        raise UserInputError(f"{out} is not empty and holds no demo (no summary.csv); use a new or empty folder")
     rows = []
     for solver in solvers:
-        shutil.rmtree(out / solver, ignore_errors=True)  # a demo starts afresh, never resumes
-        result = simulate(scenario, SimConfig(rounds=rounds, solver=solver, seed=seed, time_limit_s=0.5), out / solver,
-                          progress=False, profile=profile, table=table)
+        shutil.rmtree(out / solver, ignore_errors=True)
+        result = simulate(problem, SimConfig(rounds=rounds, solver=solver, seed=seed, time_limit_s=0.5), out / solver, progress=False)
         rows.append({"solver": solver, **result["summary"]})
     fields = [k for k in rows[0] if k != "energy_j_per_device"]
     with (out / "summary.csv").open("w", newline="") as fh:

@@ -9,6 +9,7 @@ parameter, one line per solver.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,26 +72,32 @@ EXPERIMENTS = {
 }
 
 
-def run_experiment(name: str, scenario, out_dir: str | Path, rounds: int = 10, solvers: Sequence[str] = ALL_SOLVERS,
+def run_experiment(name: str, problem, out_dir: str | Path, rounds: int = 10, solvers: Sequence[str] = ALL_SOLVERS,
                    values: Sequence | None = None, seed: int = 0, progress: bool = True) -> list[dict]:
-    """Run one experiment; writes ``points.csv`` and ``<name>.png`` to ``out_dir``."""
-    from adaptive_resnet.accuracy import AccuracyTable
-    from adaptive_resnet.profile import profile_model
+    """Run one experiment on ``problem``'s scenario; writes ``points.csv`` and ``<name>.png`` to
+    ``out_dir``, and each point's simulation under ``out_dir/runs`` (resumed when re-run)."""
+    from adaptive_resnet.planning import SOLVER_NAMES
+    from adaptive_resnet.run_folder import check_writable_target, claim, write_atomic
 
     if name not in EXPERIMENTS:
         raise unknown_choice("experiment", name, EXPERIMENTS)
+    for solver in solvers:
+        if solver not in SOLVER_NAMES:
+            raise unknown_choice("solver", solver, SOLVER_NAMES)
     exp = EXPERIMENTS[name]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    m = scenario.model
-    profile, table = profile_model(m.arch, m.input_size, m.num_classes, m.stem, m.base_channels), AccuracyTable.load(scenario.accuracy)
+    scenario = problem.scenario
+    values = list(values or exp.values)
+    out = check_writable_target(out_dir)
+    # Every point's scenario is built (and so checked) before the folder is claimed.
+    points_in = [(value, problem.derive(exp.apply(scenario, value)[0]), exp.apply(scenario, value)[1]) for value in values]
+    claim(out, {"experiment": name, "scenario": scenario.model_dump(), "rounds": rounds, "solvers": list(solvers),
+                "values": [str(v) for v in values], "seed": seed}, "experiment")
     points = []
-    for value in values or exp.values:
-        point_scenario, updates = exp.apply(scenario, value)
+    for value, point_problem, updates in points_in:
         for solver in solvers:
             config = SimConfig(rounds=rounds, solver=solver, seed=seed, **updates)
             tag = f"{solver}-{str(value).replace(' ', '').replace(',', '_').strip('()')}"
-            result = simulate(point_scenario, config, out / "runs" / tag, progress=False, profile=profile, table=table)
+            result = simulate(point_problem, config, out / "runs" / tag, progress=False)
             s = result["summary"]
             points.append({"experiment": name, "value": str(value), "solver": solver, **{k: s[k] for k in
                            ("requests", "served", "unserved", "accuracy", "latency_mean_s", "latency_p95_s", "shared_mb",
@@ -98,10 +105,11 @@ def run_experiment(name: str, scenario, out_dir: str | Path, rounds: int = 10, s
             if progress:
                 print(f"{name} {exp.parameter}={value} {solver:<12} served {s['served']}/{s['requests']} "
                       f"acc {s['accuracy'] * 100:5.2f}% lat {s['latency_mean_s']:.3f}s energy {s['energy_j']:.0f}J", flush=True)
-    with (out / "points.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(points[0]))
-        writer.writeheader()
-        writer.writerows(points)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(points[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(points)
+    write_atomic(out / "points.csv", buf.getvalue())
     plot_points(points, exp, out / f"{name}.png")
     return points
 

@@ -1,15 +1,17 @@
 """The time-stepped simulator (paper, Sec. V): Poisson requests, changing links, batteries.
 
-Each round t = 1..T draws its number of requests from Poisson(lambda) and each link's rate from
-U[low, high] Mb/s (or reads them from a trace), plans the round with a solver, and accounts
+Each round t = 1..T draws its number of requests from Poisson(lambda) and the links' rates as
+the scenario gives them (a fresh draw from its ``range`` every round, else its fixed rates; or a
+trace), plans the round with a solver, and accounts
 for what the plan costs through the one cost model (:meth:`Problem.evaluate`). Options beyond
 the paper: batteries carried across rounds (a device whose battery is empty leaves the
 cluster), device failures at given rounds, a rate trace instead of independent draws.
 
-A round whose plan violates a constraint is re-planned with one request fewer until it fits;
-the requests left out are counted as not served, with the violated constraint as the reason.
-Finished rounds are appended to ``rounds.csv`` as they complete, so an interrupted run keeps
-them, and a re-run with the same configuration resumes after the last finished round.
+A round whose plan violates a constraint serves the most requests that fit (found by
+bisection); the requests left out are counted as not served, with the violated constraint as
+the reason. Finished rounds are appended to ``rounds.csv`` as they complete, so an interrupted
+run keeps them, and a re-run with the same configuration resumes after the last finished round
+(:mod:`adaptive_resnet.run_folder`: a round cut short by a kill is run again).
 """
 
 from __future__ import annotations
@@ -37,11 +39,10 @@ ROUND_FIELDS = [
 class SimConfig(BaseModel):
     """A simulation run; saved as ``config.json`` beside its results."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     rounds: int = Field(20, ge=1, le=100_000)
     request_rate: float = Field(3.0, gt=0, le=1000)  # lambda, requests per round
-    rate_range_mbps: tuple[float, float] = (7.2, 72.2)
     rate_trace: str | None = None  # CSV: round,a,b,rate_mbps
     battery: bool = False  # carry energy across rounds (energy_j is then the battery capacity)
     failures: dict[int, list[str]] = {}  # round -> devices that fail at its start
@@ -84,47 +85,50 @@ def read_trace(path: str | Path, devices: list[str], rounds: int | None = None) 
     return out
 
 
-def simulate(scenario, config: SimConfig, out_dir: str | Path | None = None, progress: bool = True, profile=None, table=None) -> dict:
-    """Run the simulation; returns the summary and writes rounds.csv, summary.json, config.json."""
-    from adaptive_resnet.accuracy import AccuracyTable
-    from adaptive_resnet.planning import SOLVER_NAMES, Problem, solve
-    from adaptive_resnet.profile import profile_model
+def simulate(problem, config: SimConfig, out_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Run the simulation of ``problem``'s scenario (a :class:`~adaptive_resnet.planning.Problem`,
+    as :func:`~adaptive_resnet.planning.load_problem` reads it); returns the summary and writes
+    rounds.csv, summary.json, config.json to ``out_dir`` (resuming the same run there)."""
+    from adaptive_resnet.planning import SOLVER_NAMES
+    from adaptive_resnet.run_folder import (
+        append_record,
+        check_writable_target,
+        claim,
+        read_records,
+        start_records,
+        write_atomic,
+    )
 
     if config.solver not in SOLVER_NAMES:
         from adaptive_resnet.errors import unknown_choice
 
         raise unknown_choice("solver", config.solver, SOLVER_NAMES)
+    scenario = problem.scenario
     names = scenario.device_names
     for t, failed in config.failures.items():
         for name in failed:
             if name not in names:
                 raise UserInputError(f"failures: round {t} names unknown device {name!r}; devices: {', '.join(names)}")
-    lo, hi = config.rate_range_mbps
-    if not 0 < lo <= hi:
-        raise UserInputError(f"rate_range_mbps must be [low, high] with 0 < low <= high, got {config.rate_range_mbps}")
+        if not 1 <= t <= config.rounds:
+            raise UserInputError(f"failures: round {t} is outside the run's rounds 1..{config.rounds}")
     trace = read_trace(config.rate_trace, names, config.rounds) if config.rate_trace else None
-    m = scenario.model
-    profile = profile or profile_model(m.arch, m.input_size, m.num_classes, m.stem, m.base_channels)
-    table = table or AccuracyTable.load(scenario.accuracy)
     rng = np.random.default_rng(config.seed)
     n = len(names)
     capacity = np.array([d.energy_j for d in scenario.devices], float)
     battery = capacity.copy()
     alive = np.ones(n, bool)
+    fields = ROUND_FIELDS + [f"energy_j:{d}" for d in names]
 
     rows: list[dict] = []
     out = Path(out_dir) if out_dir else None
     if out:
-        out.mkdir(parents=True, exist_ok=True)
+        check_writable_target(out)
         identity = {"scenario": scenario.model_dump(), "config": config.model_dump()}
-        cfg_path, rounds_path = out / "config.json", out / "rounds.csv"
-        if cfg_path.is_file() and rounds_path.is_file() and json.loads(cfg_path.read_text()) == json.loads(json.dumps(identity)):
-            with rounds_path.open() as fh:
-                rows = [dict(r) for r in csv.DictReader(fh)]
+        rounds_path = out / "rounds.csv"
+        if claim(out, identity, "simulation") and rounds_path.is_file():
+            rows = read_records(rounds_path, fields, key="round")[: config.rounds]
         else:
-            cfg_path.write_text(json.dumps(identity, indent=2) + "\n")
-            with rounds_path.open("w", newline="") as fh:
-                csv.DictWriter(fh, fieldnames=ROUND_FIELDS).writeheader()
+            start_records(rounds_path, fields)
     done = len(rows)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -135,8 +139,8 @@ def simulate(scenario, config: SimConfig, out_dir: str | Path | None = None, pro
         for t in range(1, config.rounds + 1):
             # Draw every round's randomness even when resuming, so results do not depend on it.
             requests = int(rng.poisson(config.request_rate))
-            draws = rng.uniform(lo, hi, (n, n))
-            rates = trace[t] if trace else np.triu(draws, 1) + np.triu(draws, 1).T
+            drawn = scenario.rate_matrix(rng)  # the scenario's rates: drawn each round from a range, else fixed
+            rates = trace[t] if trace else drawn
             for name in config.failures.get(t, []):
                 alive[names.index(name)] = False
             if t <= done:
@@ -144,64 +148,68 @@ def simulate(scenario, config: SimConfig, out_dir: str | Path | None = None, pro
                     battery -= np.array([float(rows[t - 1].get(f"energy_j:{d}", 0) or 0) for d in names])
                     alive &= battery > EMPTY_FRACTION * capacity
                 continue
-            row = _round(t, requests, rates, alive, battery if config.battery else None, scenario, profile, table, config, Problem, solve)
+            row = _round(t, requests, rates, alive, battery if config.battery else None, problem, config)
             if config.battery:
                 battery -= np.array([row[f"energy_j:{d}"] for d in names])
                 alive &= battery > EMPTY_FRACTION * capacity
             rows.append(row)
             if out:
-                _append(rounds_path, row)
+                append_record(rounds_path, fields, row)
             bar.update(task, completed=t)
     summary = summarise(rows, names)
     summary["wall_s"] = time.perf_counter() - t_start
     if out:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return {"summary": summary, "rounds": rows}
 
 
-def _append(path: Path, row: dict) -> None:
-    """Append one round; the header grows to per-device energy columns on the first round."""
-    with path.open() as fh:
-        header = next(csv.reader(fh), [])
-    if set(row) - set(header):
-        with path.open() as fh:
-            old = list(csv.DictReader(fh))
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
-            writer.writeheader()
-            writer.writerows(old)
-            writer.writerow(row)
-        return
-    with path.open("a", newline="") as fh:
-        csv.DictWriter(fh, fieldnames=header).writerow(row)
+def _solve_round(problem, config: SimConfig, t: int, step: dict):
+    """Plan round ``t`` (``step``: the :meth:`Problem.derive` arguments of the round)."""
+    from adaptive_resnet.planning import solve
+
+    step = problem.derive(**step)
+    options = {"time_limit_s": config.time_limit_s} if config.solver == "exact" else {}
+    if config.solver == "paper":
+        options = {"pop_size": 40, "generations": 40, "seed": config.seed + t}
+    return solve(step, config.solver, **options)
 
 
-def _round(t, requests, rates, alive, battery, scenario, profile, table, config, Problem, solve) -> dict:
-    names = scenario.device_names
+def _round(t, requests, rates, alive, battery, problem, config) -> dict:
+    """One round: plan as many of its requests as fit, and what that plan costs.
+
+    When not all fit, the number served is found by bisection (fewer requests never need more
+    of any resource), so a round costs at most 1 + log2(requests) solves rather than one per
+    request left out.
+    """
+    names = problem.devices
     row: dict = dict.fromkeys(ROUND_FIELDS, 0)
     row.update(round=t, solver=config.solver, requests=requests, unserved_reason="", devices_alive=int(alive.sum()))
     energy = np.zeros(len(names))
-    served, reason = requests, ""
+    step = {"rates_mbps": rates, "energy_j": battery if battery is not None else None, "available": alive}
+    served, reason, sol = requests, "", None
     if requests and not alive.any():
         served, reason = 0, "no device left"
-    while served > 0:
-        problem = Problem(scenario, profile, table, rates_mbps=rates, requests=served,
-                          energy_j=battery if battery is not None else None, available=alive)
-        options = {"time_limit_s": config.time_limit_s} if config.solver == "exact" else {}
-        if config.solver == "paper":
-            options = {"pop_size": 40, "generations": 40, "seed": config.seed + t}
-        sol = solve(problem, config.solver, **options)
-        if sol.feasible:
-            ev = sol.evaluation
-            lat = np.array(ev.latencies_s)
-            energy = np.array([ev.energy_j[d] for d in names])
-            row.update(accuracy=ev.accuracy, latency_mean_s=float(lat.mean()), latency_p95_s=float(np.percentile(lat, 95)),
-                       direct_mb=ev.direct_bytes / 1e6, skip_mb=ev.skip_bytes / 1e6, gmacs=sum(ev.macs.values()) / 1e9,
-                       energy_j=float(energy.sum()), blocks_dropped=ev.dropped_blocks, solve_time_s=sol.solve_time_s,
-                       objective=ev.objective)
-            break
-        reason = reason or "; ".join(sol.evaluation.violations[:2]) or sol.note
-        served -= 1
+    elif requests:
+        sol = _solve_round(problem, config, t, {**step, "requests": requests})
+        if not sol.feasible:
+            reason = "; ".join(sol.evaluation.violations[:2]) or sol.note
+            fits, fails, best = 0, requests, None  # 0 requests always fit; ``requests`` do not
+            while fails - fits > 1:
+                mid = (fits + fails) // 2
+                trial = _solve_round(problem, config, t, {**step, "requests": mid})
+                if trial.feasible:
+                    fits, best = mid, trial
+                else:
+                    fails = mid
+            served, sol = fits, best
+    if sol is not None and served:
+        ev = sol.evaluation
+        lat = np.array(ev.latencies_s)
+        energy = np.array([ev.energy_j[d] for d in names])
+        row.update(accuracy=ev.accuracy, latency_mean_s=float(lat.mean()), latency_p95_s=float(np.percentile(lat, 95)),
+                   direct_mb=ev.direct_bytes / 1e6, skip_mb=ev.skip_bytes / 1e6, gmacs=sum(ev.macs.values()) / 1e9,
+                   energy_j=float(energy.sum()), blocks_dropped=ev.dropped_blocks, solve_time_s=sol.solve_time_s,
+                   objective=ev.objective)
     row.update(served=served, unserved=requests - served, unserved_reason=reason if served < requests else "")
     for d, e in zip(names, energy, strict=True):
         row[f"energy_j:{d}"] = float(e)

@@ -31,7 +31,7 @@ def _full(problem: Problem) -> tuple[Problem, int]:
     return full, problem.candidates.index(full.candidates[0])
 
 
-def solve_no_drop(problem: Problem, **_: object) -> Solution:
+def solve_no_drop(problem: Problem) -> Solution:
     from adaptive_resnet.planning.fast import solve_fast
 
     t0 = time.perf_counter()
@@ -41,7 +41,7 @@ def solve_no_drop(problem: Problem, **_: object) -> Solution:
     return Solution("no-drop", requests, problem.evaluate(requests), time.perf_counter() - t0)
 
 
-def solve_neurosurgeon(problem: Problem, **_: object) -> Solution:
+def solve_neurosurgeon(problem: Problem) -> Solution:
     t0 = time.perf_counter()
     full, index = _full(problem)
     cand = full.candidates[0]
@@ -78,7 +78,7 @@ def _memory_spans(problem: Problem, L: int, overlap: float) -> list[tuple[int, i
     return spans
 
 
-def solve_exo(problem: Problem, **_: object) -> Solution:
+def solve_exo(problem: Problem) -> Solution:
     t0 = time.perf_counter()
     full, index = _full(problem)
     L = len(full.candidates[0].units)
@@ -89,7 +89,7 @@ def solve_exo(problem: Problem, **_: object) -> Solution:
     return Solution("exo", requests, problem.evaluate(requests), time.perf_counter() - t0)
 
 
-def solve_petals(problem: Problem, **_: object) -> Solution:
+def solve_petals(problem: Problem) -> Solution:
     t0 = time.perf_counter()
     full, index = _full(problem)
     cand = full.candidates[0]

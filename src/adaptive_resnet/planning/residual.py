@@ -1,0 +1,78 @@
+"""What is left of each device's memory, compute and energy while a plan is built request by
+request: the bookkeeping that ``fast``, ``exact`` (its rounding and local search) and column
+generation share."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from adaptive_resnet.planning.problem import Problem, weights_to_host
+from adaptive_resnet.planning.routing import FIT_TOLERANCE, route_overflow
+
+
+class Residual:
+    """Remaining memory, compute and energy per device while requests are placed."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.p = problem
+        self.memory = problem.memory_limit_bytes.copy()
+        self.compute = problem.compute_limit_macs.copy()
+        self.energy = problem.energy_limit_j.copy()
+        self.hosted = np.zeros((len(problem.units), len(problem.devices)), bool)
+
+    def usage(self, cand_index: int, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(memory, compute, energy) a route adds per device: its own costs
+        (:meth:`~adaptive_resnet.planning.problem.Problem.route_costs`, cached: a greedy pass
+        checks the same few routes again and again) and the weights it hosts anew."""
+        p, cand = self.p, self.p.candidates[cand_index]
+        costs = p.route_costs(cand_index, devices)
+        memory = costs.memory_bytes
+        if p.shared_weights:
+            memory = memory + weights_to_host(np.asarray(devices, np.int64), cand.units, p.weight_bytes, self.hosted)
+        return memory, costs.macs, costs.energy_j
+
+    def overflow(self, cand_index: int, devices: np.ndarray) -> np.ndarray:
+        """Per device, the largest relative overflow of any resource (<= FIT_TOLERANCE: fits)."""
+        return route_overflow(*self.usage(cand_index, devices), self.memory, self.compute, self.energy)
+
+    def fits(self, cand_index: int, devices: np.ndarray) -> bool:
+        """Whether the route fits what is left (its :meth:`overflow` within the tolerance everywhere)."""
+        return bool(self.overflow(cand_index, devices).max() <= FIT_TOLERANCE)
+
+    def could_fit(self, cand) -> bool:
+        """A necessary condition for any route of ``cand`` to fit: the devices' remaining compute
+        in total covers its multiplications, and every unit fits alone on some device. It
+        spares the route search for drop sets that cannot fit (most of a hopeless request's)."""
+        p = self.p
+        return _could_fit(cand.macs, cand.memory_bytes, cand.units, p.weight_bytes, self.hosted, p.shared_weights,
+                          self.compute, self.memory, p.available)
+
+    def take(self, cand_index: int, devices: np.ndarray) -> None:
+        mem, comp, energy = self.usage(cand_index, devices)
+        self.memory -= mem
+        self.compute -= comp
+        self.energy -= energy
+        self.hosted[self.p.candidates[cand_index].units, devices] = True
+
+
+@numba.njit(cache=True)
+def _could_fit(macs, activations, units, weight_bytes, hosted, shared, compute, memory, live):
+    """:meth:`Residual.could_fit`, compiled (asked for most drop sets a request tries)."""
+    tol = 1 + 1e-9
+    total = 0.0
+    for k in range(compute.shape[0]):
+        if live[k]:
+            total += compute[k]
+    if macs.sum() > total * tol:
+        return False
+    for u in range(macs.shape[0]):
+        fits_somewhere = False
+        for k in range(compute.shape[0]):
+            need = activations[u] + (weight_bytes[units[u]] if shared and not hosted[units[u], k] else 0.0)
+            if live[k] and macs[u] <= compute[k] * tol and need <= memory[k] * tol:
+                fits_somewhere = True
+                break
+        if not fits_somewhere:
+            return False
+    return True
