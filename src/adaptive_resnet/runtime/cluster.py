@@ -52,6 +52,19 @@ WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRES
 
 EMULATED_CONCURRENCY = 16  # calls an emulating worker serves at once (two time steps of the paper's lambda = 3, with room)
 
+# Deadlines. An attempt of a request may take DEADLINE_FACTOR times its predicted latency times
+# the requests sent with it (they may queue on a worker: the cost model runs a step's requests
+# side by side, a real worker one call at a time) plus DEADLINE_SLACK_S, all stretched by the
+# time dilation, before the worker it waits on is suspected; without a prediction,
+# UNPREDICTED_DEADLINE_S. A worker that does not answer a ping within HEARTBEAT_S is suspected
+# too, and rejoins when it answers again. CONTROL_TIMEOUT_S bounds every other wait on a worker
+# (placement, stats, probes).
+DEADLINE_FACTOR = 4.0
+DEADLINE_SLACK_S = 2.0
+UNPREDICTED_DEADLINE_S = 120.0
+HEARTBEAT_S = 2.0
+CONTROL_TIMEOUT_S = 30.0
+
 
 def segments(placement: dict[str, str | None]) -> list[tuple[str, list[str]]]:
     """Contiguous runs of running units per device, in order: [(device, [unit, ...]), ...]."""
@@ -107,7 +120,7 @@ class RayCluster:
     """
 
     def __init__(self, problem, checkpoint: str, address: str | None = None, emulate_links: bool | None = None, threads_per_worker: int = 1,
-                 compiled: bool = False, time_dilation: float = 1.0) -> None:
+                 compiled: bool = False, time_dilation: float = 1.0, deadline_s: float | None = None) -> None:
         import ray
 
         from adaptive_resnet.runtime.worker import DeviceWorker
@@ -141,16 +154,34 @@ class RayCluster:
             raise UserInputError(f"no Ray node offers device {', '.join(repr(m) for m in missing)} (start its node with "
                                  f"ray start --resources '{{\"device:{missing[0]}\": 1}}'); {', '.join(pinned)} have theirs")
         self.actors = {}
-        remote = ray.remote(DeviceWorker)
+        # Pings run in a concurrency group of their own, so that a worker busy with a long call
+        # still answers its heartbeat; a hung one answers nothing.
+        remote = ray.remote(concurrency_groups={"control": 1})(DeviceWorker)
         for name in problem.devices:
+            # Out of order: a call waiting for its input (from a worker that hangs) must not hold
+            # up the calls queued behind it whose inputs are there (head-of-line blocking).
             options = {"num_cpus": 0, "max_restarts": 0, "max_concurrency": EMULATED_CONCURRENCY if self.emulate_links else 1,
-                       "runtime_env": {"env_vars": dict(WORKER_MALLOC_ENV)}}
+                       "allow_out_of_order_execution": True, "runtime_env": {"env_vars": dict(WORKER_MALLOC_ENV)}}
             if f"device:{name}" in resources:
                 options["resources"] = {f"device:{name}": 1}
             speed = float(problem.speed_macs[problem.devices.index(name)]) if self.emulate_links else None
             self.actors[name] = remote.options(**options).remote(name, checkpoint, threads_per_worker, unit_macs, speed, time_dilation)
-        ray.get([a.ping.remote() for a in self.actors.values()])  # fail here, not mid-request
+        try:
+            ray.get([a.ping.remote() for a in self.actors.values()], timeout=max(CONTROL_TIMEOUT_S, 120.0))  # fail here, not mid-request
+        except ray.exceptions.GetTimeoutError:
+            self.shutdown()
+            raise UserInputError("the workers did not start within 120 s (is the Ray cluster short of memory or CPUs?)") from None
         self.alive = {name: True for name in problem.devices}
+        # Suspected workers: alive as actors but missing a deadline or a heartbeat. They take no
+        # new work until they answer a heartbeat again (and rejoin); a worker whose actor died
+        # is dead for good.
+        self.suspected: set[str] = set()
+        self.dead: set[str] = set()
+        self._pings: dict[str, object] = {}  # a worker's outstanding heartbeat ping
+        self._deadline_missed: set[int] = set()  # requests of the current infer that missed a deadline
+        if deadline_s is not None and not deadline_s > 0:
+            raise UserInputError(f"the request deadline must be positive, got {deadline_s}")
+        self.deadline_s = deadline_s
         # Ray Compiled Graphs for the steady state: one request chain compiled once and then run
         # over shared-memory channels (~50 us a hop instead of ~1 ms a task). Off by default:
         # compiled actors busy-poll their channels, so on a machine with fewer cores than
@@ -172,8 +203,9 @@ class RayCluster:
         self._check_dilation(time_dilation)
         refs = [a.dilate.remote(time_dilation) for n, a in self.actors.items() if self.alive[n]]
         for ref in refs:
-            with contextlib.suppress(RayActorError):  # a worker that died: the requests find it and recover
-                ray.get(ref)
+            # a worker that died or hangs: the requests (or the next heartbeat) find it and recover
+            with contextlib.suppress(RayActorError, ray.exceptions.GetTimeoutError):
+                ray.get(ref, timeout=CONTROL_TIMEOUT_S)
         self.time_dilation = time_dilation
 
     def shutdown(self) -> None:
@@ -181,19 +213,23 @@ class RayCluster:
 
         self._drop_graph()
         for actor in self.actors.values():
-            ray.kill(actor)
-        self.actors.clear()
+            with contextlib.suppress(Exception):  # an actor already gone
+                ray.kill(actor)
+        for name in self.alive:
+            self.alive[name] = False
 
-    def _submit(self, x, placement: dict[str, str | None], drops: list[str], previous: str | None = None):
+    def _submit(self, x, placement: dict[str, str | None], drops: list[str], previous: str | None = None,
+                deadline_unix: float | None = None):
         """Chain one request through the workers; returns [(device, units, ObjectRef), ...].
 
         ``x`` may be an ObjectRef already (the output of an earlier segment on ``previous``).
+        A call that would start after ``deadline_unix`` is refused by its worker.
         """
         ref, chain = x, []
         for device, units in segments(placement):
             if not self.alive.get(device, False):
                 raise UserInputError(f"the plan uses device {device!r}, which has no live worker")
-            ref = self.actors[device].run.remote(ref, units, drops, self._inbound_rate_mbps(previous, device))
+            ref = self.actors[device].run.remote(ref, units, drops, self._inbound_rate_mbps(previous, device), deadline_unix)
             chain.append((device, units, ref))
             previous = device
         return chain
@@ -205,7 +241,7 @@ class RayCluster:
         names = self.problem.devices
         return float(self.problem.rate_bps[names.index(previous), names.index(device)] / 1e6)
 
-    def _shortcut(self, x, chain, drops: list[str]):
+    def _shortcut(self, x, chain, drops: list[str], deadline_unix: float | None = None):
         """Resubmit a request whose chain hit dead workers, dropping their units' DC, if allowed.
 
         Returns (new chain, new drops) or None when a lost unit is not an identity block (its
@@ -228,7 +264,7 @@ class RayCluster:
             return None  # not allowed: below the threshold (or unknown to the accuracy source)
         placement = {u: (device if self.alive[device] else None) for device, units, _ in chain[first:] for u in units}
         source, previous = (x, None) if first == 0 else (chain[first - 1][2], chain[first - 1][0])
-        return self._submit(source, placement, new_drops, previous), new_drops
+        return self._submit(source, placement, new_drops, previous, deadline_unix), new_drops
 
     def preload(self, plan_doc: dict) -> None:
         """Apply ``plan_doc``'s placement: each live worker loads the weights of the units it is
@@ -246,9 +282,11 @@ class RayCluster:
 
         order = {u: k for k, u in enumerate(self.problem.units)}
         refs = [self.actors[d].place.remote(sorted(units, key=order.get)) for d, units in wanted.items()]
+        deadline = time.perf_counter() + CONTROL_TIMEOUT_S
         for ref in refs:
-            with contextlib.suppress(RayActorError):  # a worker that died: the requests find it and recover
-                ray.get(ref)
+            # a worker that died or hangs: the requests find it and recover
+            with contextlib.suppress(RayActorError, ray.exceptions.GetTimeoutError):
+                ray.get(ref, timeout=max(deadline - time.perf_counter(), 0.0))
 
     def _drop_graph(self) -> None:
         if self._graph is not None:
@@ -305,94 +343,208 @@ class RayCluster:
         return left
 
     def _answer(self, outcome: Outcome, logits, started: float) -> None:
-        """Note a request's answer (the last worker's wire array) and its latency in emulated seconds."""
+        """Note a request's answer (the last worker's wire array) and its latency in emulated
+        seconds, from ``started``: its first attempt's start, so that every attempt counts."""
         outcome.logits = from_wire(logits).clone()  # its own, writable memory, not the object store's
         outcome.latency_s = (time.perf_counter() - started) / self.time_dilation
+        outcome.error = None
 
-    def infer(self, images, plan_doc: dict, replan=None, max_attempts: int = 3) -> list[Outcome]:
+    def request_deadline_s(self, predicted_latency_s: float, batch: int = 1) -> float:
+        """Wall seconds one attempt of a request, sent with ``batch`` requests in all, may take
+        before its worker is suspected: the cluster's ``deadline_s`` when set, else
+        DEADLINE_FACTOR x the plan's prediction x ``batch`` + DEADLINE_SLACK_S, stretched by the
+        time dilation (UNPREDICTED_DEADLINE_S where the plan predicts nothing)."""
+        if self.deadline_s is not None:
+            return self.deadline_s
+        if not predicted_latency_s > 0:
+            return UNPREDICTED_DEADLINE_S * self.time_dilation
+        return (DEADLINE_FACTOR * predicted_latency_s * max(batch, 1) + DEADLINE_SLACK_S) * self.time_dilation
+
+    def _deadline_unix(self, outcome: Outcome, batch: int) -> float:
+        """The wall-clock instant (epoch seconds, as workers compare it) an attempt starting now
+        must be answered by; :meth:`_gather` waits until about the same instant."""
+        return time.time() + self.request_deadline_s(outcome.predicted_latency_s, batch)
+
+    def infer(self, images, plan_doc: dict, replan=None, max_attempts: int = 3, on_done=None) -> list[Outcome]:
         """Classify ``images`` (one request each) with ``plan_doc``'s requests, round-robin.
 
-        ``replan(dead_devices)`` returns a new plan document for the survivors; without it a
-        request on a dead worker fails with an explicit error (unless its shortcut completes it).
+        Every request ends exactly once, answered or failed with a reason; ``on_done(outcome)``
+        is called as each ends (a request that does not need a hung worker is not held back by
+        one that does). A request whose attempt misses its deadline (:meth:`request_deadline_s`)
+        has its calls cancelled and the worker it was waiting on suspected; like a request whose
+        worker died, it is completed through the shortcut where the missing blocks are
+        droppable, else re-planned on the others by ``replan(unusable_devices)`` (a new plan
+        document) and sent again, up to ``max_attempts`` attempts.
         """
-        import ray
-        from ray.exceptions import RayActorError, RayTaskError
 
-        requests = plan_doc["requests"]
+        requests = plan_doc.get("requests") or []
         outcomes = [Outcome(i) for i in range(len(images))]
+        finished: set[int] = set()
+        self._deadline_missed = set()
+
+        def finish(i: int, error: str | None = None) -> None:
+            if i in finished:
+                return
+            if error is not None and outcomes[i].logits is None:
+                outcomes[i].error = error
+            finished.add(i)
+            if on_done is not None:
+                on_done(outcomes[i])
+
+        if not requests:
+            for i in range(len(images)):
+                finish(i, plan_doc.get("error") or "no feasible plan for this step")
+            return outcomes
         pending = list(range(len(images)))
         if self.compiled:
             pending = self._infer_compiled(images, requests, outcomes, pending)
+            for i in range(len(images)):
+                if i not in pending:
+                    finish(i)
+        first_start: dict[int, float] = {}
         attempt = 0
-
-        def gather(waiting: dict, started: dict) -> list[int]:
-            failed = []
-            while waiting:
-                ready, _ = ray.wait(list(waiting.values()), num_returns=1)
-                i = next(k for k, v in waiting.items() if v == ready[0])
-                del waiting[i]
-                try:
-                    self._answer(outcomes[i], ray.get(ready[0]), started[i])
-                    outcomes[i].error = None
-                except (RayActorError, RayTaskError) as exc:
-                    failed.append(i)
-                    outcomes[i].error = f"worker failed: {type(exc).__name__}"
-            return failed
-
         while pending and attempt < max_attempts:
             attempt += 1
-            chains, started = {}, {}
+            chains: dict[int, list] = {}
             for i in pending:
                 req = assign(outcomes[i], requests)
                 outcomes[i].attempts = attempt
                 try:
-                    chains[i] = self._submit(request_input(images, i), req["placement"], outcomes[i].drops)
-                    started[i] = time.perf_counter()
+                    chains[i] = self._submit(request_input(images, i), req["placement"], outcomes[i].drops,
+                                             deadline_unix=self._deadline_unix(outcomes[i], len(pending)))
+                    first_start.setdefault(i, time.perf_counter())
                 except UserInputError as exc:
                     outcomes[i].error = str(exc)
-            failed = gather({i: chain[-1][2] for i, chain in chains.items()}, started)
+            failed = [i for i in pending if i not in chains]
+            failed += self._gather(chains, outcomes, first_start, finish)
             if not failed:
                 break
-            dead = self._find_dead()
-            for name in dead:
-                self.alive[name] = False
-            if dead:  # first the shortcut, which needs no new plan
-                retry = {}
+            unusable = self._unusable(chains, failed)
+            if unusable:  # first the shortcut, which needs no new plan
+                shortcut = {}
                 for i in failed:
-                    done = self._shortcut(request_input(images, i), chains[i], outcomes[i].drops)
+                    if i not in chains:
+                        continue
+                    done = self._shortcut(request_input(images, i), chains[i], outcomes[i].drops,
+                                          self._deadline_unix(outcomes[i], len(failed)))
                     if done is not None:
                         chains[i], outcomes[i].drops = done
                         outcomes[i].shortcut = True
-                        retry[i] = chains[i][-1][2]
-                failed = [i for i in failed if i not in retry] + gather(retry, started)
+                        shortcut[i] = chains[i]
+                failed = [i for i in failed if i not in shortcut] + self._gather(shortcut, outcomes, first_start, finish)
                 for i in failed:
                     outcomes[i].shortcut = False
             if not failed:
                 break
-            if replan is None or not dead:
+            if replan is None or not unusable or attempt >= max_attempts:
                 break
-            plan_doc = replan(sorted(n for n, ok in self.alive.items() if not ok))
-            if plan_doc is None or not plan_doc.get("feasible", False):
+            try:
+                plan_doc = replan(sorted(n for n, ok in self.alive.items() if not ok))
+            except Exception as exc:  # noqa: BLE001  a failed re-plan fails these requests, not the answered ones
+                plan_doc = {"feasible": False, "error": f"re-plan failed: {type(exc).__name__}: {exc}"}
+            if not plan_doc or not plan_doc.get("feasible", False) or not plan_doc.get("requests"):
+                reason = (plan_doc or {}).get("error") or "no feasible plan on the devices still answering"
                 for i in failed:
-                    outcomes[i].error = "no feasible plan on the surviving devices"
+                    outcomes[i].error = reason
                 break
             requests = plan_doc["requests"]
             pending = failed
+        for i in range(len(images)):
+            finish(i, outcomes[i].error or "not completed")
         return outcomes
 
-    def _find_dead(self) -> list[str]:
+    def _gather(self, chains: dict[int, list], outcomes: list[Outcome], first_start: dict[int, float], finish) -> list[int]:
+        """Wait for the last call of each chain until its deadline; answered requests are
+        finished at once; returns the requests that failed or missed their deadline (whose
+        calls are cancelled, so that none of them runs later)."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        waiting = {chain[-1][2]: i for i, chain in chains.items()}
+        budget = {i: self.request_deadline_s(outcomes[i].predicted_latency_s, len(chains)) for i in chains}
+        deadline = {i: time.perf_counter() + budget[i] for i in chains}
+        failed = []
+        while waiting:
+            wait_s = max(min(deadline[i] for i in waiting.values()) - time.perf_counter(), 0.0)
+            ready, _ = ray.wait(list(waiting), num_returns=1, timeout=wait_s)
+            if not ready:
+                now = time.perf_counter()
+                for ref, i in [(r, i) for r, i in waiting.items() if deadline[i] <= now]:
+                    del waiting[ref]
+                    failed.append(i)
+                    self._deadline_missed.add(i)
+                    outcomes[i].error = f"deadline: no answer within {budget[i]:.2f} s"
+                    for _, _, call in chains[i]:
+                        with contextlib.suppress(Exception):  # finished or gone already
+                            ray.cancel(call)
+                continue
+            i = waiting.pop(ready[0])
+            try:
+                self._answer(outcomes[i], ray.get(ready[0]), first_start[i])
+                finish(i)
+            except (RayActorError, RayTaskError) as exc:
+                failed.append(i)
+                outcomes[i].error = f"worker failed: {type(exc).__name__}"
+        return failed
+
+    def _unusable(self, chains: dict[int, list], failed: list[int]) -> list[str]:
+        """Workers to route around after ``failed`` requests: those on their chains whose actors
+        died (dead for good) and, for a request that missed its deadline, the first worker of its
+        chain that had not answered (suspected until a heartbeat hears from it again)."""
+        import ray
+
+        used = {device for i in failed if i in chains for device, _, _ in chains[i]}
+        self._ping({d for d in used if self.alive[d]}, HEARTBEAT_S, suspect_silent=False)
+        for i in failed:
+            if i not in chains or i not in self._deadline_missed:
+                continue
+            calls = [call for _, _, call in chains[i]]
+            done, _ = ray.wait(calls, num_returns=len(calls), timeout=0)
+            stuck = next((device for device, _, call in chains[i] if call not in done), None)
+            if stuck is not None and stuck not in self.dead and self.alive.get(stuck):
+                self.alive[stuck] = False
+                self.suspected.add(stuck)
+        return sorted(d for d in used if not self.alive[d])
+
+    def heartbeat(self, timeout_s: float = HEARTBEAT_S) -> dict[str, str]:
+        """Between steps: ping every worker not dead for good. A worker thought alive has
+        ``timeout_s`` to answer, else it is suspected; a suspected one is not waited for (its
+        last ping is checked, and it rejoins once that is answered), so a hung worker costs a
+        step at most once; one whose actor died is dead. Returns each device's state:
+        ``alive``, ``suspected`` or ``dead``."""
+        self._ping({n for n, ok in self.alive.items() if ok}, timeout_s, suspect_silent=True)
+        self._ping({n for n in self.suspected if n not in self.dead}, 0.0, suspect_silent=True)
+        return {n: "dead" if n in self.dead else "suspected" if n in self.suspected else "alive" for n in self.alive}
+
+    def _ping(self, names: set[str], timeout_s: float, suspect_silent: bool) -> None:
+        """Ping ``names`` (a suspected worker keeps its one outstanding ping) and wait up to
+        ``timeout_s``: an answer makes a worker alive, a dead actor dead, and silence, with
+        ``suspect_silent``, suspected."""
         import ray
         from ray.exceptions import RayActorError
 
-        dead = []
-        for name, actor in self.actors.items():
-            if not self.alive[name]:
+        refs = {}
+        for name in sorted(names):
+            ref = self._pings.get(name)
+            if ref is None:
+                ref = self._pings[name] = self.actors[name].ping.options(concurrency_group="control").remote()
+            refs[ref] = name
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s) if refs else ([], [])
+        for ref, name in refs.items():
+            if ref not in ready:
+                if suspect_silent:
+                    self.alive[name] = False
+                    self.suspected.add(name)
                 continue
+            del self._pings[name]
             try:
-                ray.get(actor.ping.remote(), timeout=10)
-            except (RayActorError, ray.exceptions.GetTimeoutError):
-                dead.append(name)
-        return dead
+                ray.get(ref, timeout=0)
+                self.alive[name] = True
+                self.suspected.discard(name)
+            except RayActorError:
+                self.alive[name] = False
+                self.dead.add(name)
+                self.suspected.discard(name)
 
     def probe_rates(self, nbytes: int = 1 << 18) -> dict[tuple[str, str], float]:
         """Measured Mb/s between live workers on different nodes.
@@ -406,12 +558,13 @@ class RayCluster:
         import ray
 
         live = {n: a for n, a in self.actors.items() if self.alive[n]}
-        nodes = dict(zip(live, ray.get([a.node_id.remote() for a in live.values()]), strict=True))
+        nodes = dict(zip(live, ray.get([a.node_id.remote() for a in live.values()], timeout=CONTROL_TIMEOUT_S), strict=True))
         rates = {}
         for pairs in probe_rounds(nodes):
             made = [live[src].blob.remote(nbytes) for src, _ in pairs]
-            ray.wait(made, num_returns=len(made), fetch_local=False)  # made, but not pulled to the driver's node
-            seconds = ray.get([live[dst].fetch_s.remote([ref]) for (_, dst), ref in zip(pairs, made, strict=True)])
+            ray.wait(made, num_returns=len(made), fetch_local=False, timeout=CONTROL_TIMEOUT_S)  # made, not pulled to the driver
+            seconds = ray.get([live[dst].fetch_s.remote([ref]) for (_, dst), ref in zip(pairs, made, strict=True)],
+                              timeout=CONTROL_TIMEOUT_S)
             for pair, s in zip(pairs, seconds, strict=True):
                 rates[pair] = nbytes * 8 / max(s, 1e-6) / 1e6
         return rates
@@ -424,11 +577,16 @@ class RayCluster:
 
         refs = {n: a.stats.remote() for n, a in self.actors.items() if self.alive[n]}
         out = {}
+        deadline = time.perf_counter() + HEARTBEAT_S
         for name, ref in refs.items():
             try:
-                out[name] = ray.get(ref)
+                out[name] = ray.get(ref, timeout=max(deadline - time.perf_counter(), 0.0))
             except RayActorError:
                 self.alive[name] = False
+                self.dead.add(name)
+            except ray.exceptions.GetTimeoutError:
+                self.alive[name] = False  # its counts are read again once it answers
+                self.suspected.add(name)
         return out
 
 
@@ -469,11 +627,10 @@ def probe_rounds(nodes: dict[str, str]) -> list[list[tuple[str, str]]]:
 
 def plan_for(problem, solver: str = "fast", dead: list[str] | None = None) -> dict:
     """A plan document for ``problem``, with ``dead`` devices excluded."""
-    from adaptive_resnet.planning import Problem, solve
+    from adaptive_resnet.planning import solve
 
     if dead:
         available = np.array([name not in dead for name in problem.devices])
-        problem = Problem(problem.scenario, problem.profile, problem.table, rates_mbps=problem.rate_bps / 1e6,
-                          requests=problem.requests, energy_j=problem.energy_limit_j, available=available & problem.available,
-                          speeds_gmacs=problem.speed_macs / 1e9)
+        problem = problem.derive(rates_mbps=problem.rate_bps / 1e6, requests=problem.requests, energy_j=problem.energy_limit_j,
+                                 available=available & problem.available, speeds_gmacs=problem.speed_macs / 1e9)
     return solve(problem, solver).to_json(problem)

@@ -99,10 +99,17 @@ class DeviceWorker:
             self.loaded.add(name)
         return sorted(self.loaded)
 
-    def run(self, x, units: list[str], drops: list[str], inbound_rate_mbps: float | None = None):
-        """Run ``units`` on ``x`` (after emulating its transfer at ``inbound_rate_mbps``)."""
+    def run(self, x, units: list[str], drops: list[str], inbound_rate_mbps: float | None = None, deadline_unix: float | None = None):
+        """Run ``units`` on ``x`` (after emulating its transfer at ``inbound_rate_mbps``).
+
+        A call that starts after ``deadline_unix`` (seconds since the epoch) is refused: its
+        request has been given up on, completed another way or failed, and must not run late
+        (a worker that hung and resumes works through its queue of such calls at once).
+        """
         import torch
 
+        if deadline_unix is not None and time.time() > deadline_unix:
+            raise TimeoutError(f"{self.device}: the request's deadline passed before its call started")
         x = from_wire(x)
         if inbound_rate_mbps:
             delay = x.numel() * x.element_size() * 8 / (inbound_rate_mbps * 1e6)
@@ -152,6 +159,11 @@ class DeviceWorker:
 
     def ping(self) -> str:
         return self.device
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
 
     # -- link probes: an object made on one worker's node, fetched and timed on another's ------
 
