@@ -338,15 +338,12 @@ def test_serve_answers_images_over_http_and_refuses_bad_ones(setup, tmp_path):
 
     from adaptive_resnet.data import ImageSet, batches
     from adaptive_resnet.runtime.controller import Controller
-    from adaptive_resnet.runtime.server import Server, http_server
+    from adaptive_resnet.runtime.server import Server, serve_in_thread
 
     root, model, problem = setup
     controller = Controller(problem, str(root / "ckpt.pt"), "fast", emulate_links=False)
     server = Server(controller, step_s=0.3)
-    httpd = http_server(server, port=0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    url, stop = serve_in_thread(server)
 
     def post(data: bytes, path: str = "/classify"):
         try:
@@ -389,8 +386,7 @@ def test_serve_answers_images_over_http_and_refuses_bad_ones(setup, tmp_path):
         assert status["answered"] == 3 and status["failed"] == 0 and 1 <= status["steps"] <= 3
         assert status["devices"] == {"a": "alive", "b": "alive", "c": "alive"}
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        stop()
         server.close()
         controller.shutdown()
 

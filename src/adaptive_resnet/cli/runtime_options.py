@@ -78,19 +78,3 @@ def class_names(text: str | None, num_classes: int) -> list[str] | None:
     if len(names) != num_classes or not all(names):
         raise UserInputError(f"--classes needs {num_classes} comma-separated non-empty names (the model's classes), got {len(names)}")
     return names
-
-
-def check_port_free(host: str, port: int) -> None:
-    """A one-line error for a port in use or a host that is not this machine's, before start-up."""
-    import socket
-
-    from adaptive_resnet.errors import UserInputError
-
-    if port == 0:
-        return
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-    except OSError as exc:
-        raise UserInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

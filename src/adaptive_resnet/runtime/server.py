@@ -1,28 +1,44 @@
-"""``serve``: the cluster behind a small HTTP endpoint, requests gathered into time steps.
+"""``serve``: the cluster behind an HTTP endpoint (a small Starlette app on uvicorn).
 
 ``POST /classify`` with an image file's bytes (PNG, JPEG, ...) answers JSON with the class, the
 measured and predicted latency, the drops the plan used and whether a dead worker's shortcut
 completed it. Requests that arrive within one time step (``step_s``) are planned and run
-together, as the paper's time steps are; the controller re-plans at every step. ``GET /status``
-reports the devices, the last plan's drop sets and the counts so far.
+together, as the paper's time steps are; the controller re-plans at every step, and each request
+is answered as soon as it ends. ``GET /status`` reports the devices, the last plan's drop sets
+and the counts so far.
 
-A bad image is a 400 with the reason; a request the cluster could not complete is a 503 with
-the cluster's error. Every request gets exactly one answer.
+Why uvicorn rather than Ray Serve: the device workers are Ray actors pinned to their nodes and
+the controller plans a whole time step at once, so the front only has to gather a step's
+requests, hand them to one controller and answer; Ray Serve's replicas, proxy actor and
+controller actor would add three more processes (and their memory) on a 2-core edge gateway
+for the same job. uvicorn parses HTTP (h11), applies the backlog and connection limits and
+shuts down gracefully; no HTTP is parsed by hand here.
+
+Every request ends with exactly one outcome (:class:`Pending.finish` takes the first and
+ignores any later one): answered (200), refused for its input (400 bad image, 411/400 bad
+length, 413 too large, 408 body too slow), shed (503 with ``Retry-After`` when the queue is
+full), failed with a reason (503: no device alive, deadline, shutting down, the cluster's
+error), or timed out (504, its request dropped if it had not run yet). A request whose client
+went away before its step is dropped, not run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
-import json
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import Counter
 
 import numpy as np
 
 from adaptive_resnet.errors import UserInputError
+
+MAX_BODY_BYTES = 8 << 20  # an image upload; larger declared or sent bodies are refused (413)
+BODY_TIMEOUT_S = 30.0  # a client has this long to send its body (408 after)
+DEFAULT_QUEUE = 256  # requests waiting for a step; beyond, 503 + Retry-After
+DEFAULT_TIMEOUT_S = 300.0  # a request's answer is given up on after this (504)
 
 
 def decode_image(data: bytes, size: int) -> np.ndarray:
@@ -42,49 +58,136 @@ def decode_image(data: bytes, size: int) -> np.ndarray:
         raise UserInputError(f"cannot decode the image: {str(exc).splitlines()[0]}") from None
 
 
-@dataclass
-class _Pending:
-    image: np.ndarray
-    done: threading.Event = field(default_factory=threading.Event)
-    answer: dict | None = None
-    status: int = 200
+class Pending:
+    """One accepted request: its image, and its one outcome once it has one."""
+
+    def __init__(self, image: np.ndarray, on_outcome=None) -> None:
+        self.image = image
+        self.status: int | None = None
+        self.answer: dict | None = None
+        self.cancelled = False  # timed out or its client left: not to be run
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._on_outcome = on_outcome
+        self._waiters: list = []
+
+    def finish(self, status: int, answer: dict, reason: str) -> bool:
+        """Give the request its outcome, unless it has one already; returns whether it took."""
+        with self._lock:
+            if self.status is not None:
+                return False
+            self.status, self.answer = status, answer
+            waiters, self._waiters = self._waiters, []
+        if self._on_outcome is not None:
+            self._on_outcome(reason)
+        self.done.set()
+        for notify in waiters:
+            notify()
+        return True
+
+    def when_done(self, notify) -> None:
+        """Call ``notify()`` once the request has its outcome (now, if it has)."""
+        with self._lock:
+            if self.status is None:
+                self._waiters.append(notify)
+                return
+        notify()
 
 
 class Server:
     """Gathers requests into steps and runs each step through ``controller``."""
 
-    def __init__(self, controller, step_s: float = 0.2, max_batch: int = 64, classes: list[str] | None = None) -> None:
+    def __init__(self, controller, step_s: float = 0.2, max_batch: int = 64, classes: list[str] | None = None,
+                 max_queue: int = DEFAULT_QUEUE, request_timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.controller = controller
         self.step_s, self.max_batch, self.classes = step_s, max_batch, classes
+        self.request_timeout_s = request_timeout_s
         self.input_size = controller.scenario.model.input_size
-        self.queue: queue.Queue[_Pending] = queue.Queue()
+        self.queue: queue.Queue[Pending] = queue.Queue(maxsize=max_queue)
         self.counts = {"answered": 0, "failed": 0, "shortcut": 0, "steps": 0}
+        self.failed_by_reason: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
         self.last_plan: dict | None = None
+        self.accepting = True
         self._stop = threading.Event()
         self._loop_thread = threading.Thread(target=self._loop, name="steps", daemon=True)
         self._loop_thread.start()
 
-    def classify(self, data: bytes, timeout_s: float = 300.0) -> tuple[int, dict]:
-        """(HTTP status, JSON answer) for one uploaded image; blocks until its step has run."""
+    # -- requests -----------------------------------------------------------------------------
+
+    def submit(self, image: np.ndarray) -> Pending | None:
+        """Queue one decoded image for the next step; None when the queue is full or the server
+        is shutting down (the caller answers 503)."""
+        if not self.accepting:
+            return None
+        pending = Pending(image, self._count)
+        try:
+            self.queue.put_nowait(pending)
+        except queue.Full:
+            return None
+        return pending
+
+    def _count(self, reason: str) -> None:
+        with self._counts_lock:
+            if reason in ("answered", "shortcut"):
+                self.counts["answered"] += 1
+                self.counts["shortcut"] += reason == "shortcut"
+            else:
+                self.counts["failed"] += 1
+                self.failed_by_reason[reason] += 1
+
+    def classify(self, data: bytes, timeout_s: float | None = None) -> tuple[int, dict]:
+        """(HTTP status, JSON answer) for one uploaded image; blocks until it has its outcome."""
         try:
             image = decode_image(data, self.input_size)
         except UserInputError as exc:
             return 400, {"error": str(exc)}
-        item = _Pending(image)
-        self.queue.put(item)
-        if not item.done.wait(timeout_s):
-            return 503, {"error": f"no answer within {timeout_s:.0f} s"}
-        return item.status, item.answer
+        pending = self.submit(image)
+        if pending is None:
+            return self.shed_answer()
+        if not pending.done.wait(self.request_timeout_s if timeout_s is None else timeout_s):
+            self.give_up(pending)
+        return pending.status, pending.answer
+
+    def shed_answer(self) -> tuple[int, dict]:
+        reason = "shutting down" if not self.accepting else f"overloaded: {self.queue.maxsize} requests are waiting"
+        if self.accepting:
+            self._count("shed")
+        return 503, {"error": reason, "retry_after_s": max(1, round(self.step_s * 5))}
+
+    def give_up(self, pending: Pending) -> None:
+        """A request not answered in time: cancelled (dropped if it has not run) and answered 504."""
+        pending.cancelled = True
+        pending.finish(504, {"error": f"no answer within {self.request_timeout_s:.0f} s"}, "timeout")
 
     def status(self) -> dict:
-        alive = self.controller.cluster.alive
+        cluster = self.controller.cluster
+        devices = {name: "dead" if name in cluster.dead else "suspected" if name in cluster.suspected else "alive" if ok else "dead"
+                   for name, ok in cluster.alive.items()}
         drops = sorted({",".join(r.get("drops", [])) or "none" for r in (self.last_plan or {}).get("requests", [])})
-        return {"devices": {name: ("alive" if ok else "dead") for name, ok in alive.items()}, "last_plan_drops": drops,
-                "objective": (self.last_plan or {}).get("objective"), **self.counts}
+        with self._counts_lock:
+            counts = dict(self.counts)
+            by_reason = dict(self.failed_by_reason)
+        return {"devices": devices, "last_plan_drops": drops, "objective": (self.last_plan or {}).get("objective"),
+                **counts, "failed_by_reason": by_reason, "queued": self.queue.qsize()}
 
-    def close(self) -> None:
+    # -- the step loop ------------------------------------------------------------------------
+
+    def close(self, grace_s: float = 10.0) -> None:
+        """Stop accepting, let queued and in-flight requests finish for up to ``grace_s``, then
+        fail the rest ("shutting down"); every request has its outcome when this returns."""
+        self.accepting = False
+        deadline = time.monotonic() + grace_s
+        while not self.queue.empty() and time.monotonic() < deadline and self._loop_thread.is_alive():
+            time.sleep(0.05)
         self._stop.set()
-        self._loop_thread.join(timeout=10)
+        self._loop_thread.join(timeout=max(deadline - time.monotonic(), 0.0) + 1.0)
+        while True:
+            try:
+                pending = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            pending.finish(503, {"error": "shutting down"}, "shutting down")
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -99,62 +202,176 @@ class Server:
                     batch.append(self.queue.get(timeout=left))
                 except queue.Empty:
                     break
-            self._run_step(batch)
+            # Requests given up on (timed out, client gone) are dropped before they run.
+            live = [p for p in batch if not p.cancelled and p.status is None]
+            for p in batch:
+                if p not in live:
+                    p.finish(499, {"error": "cancelled before it ran"}, "cancelled")
+            if live:
+                self._run_step(live)
 
-    def _run_step(self, batch: list[_Pending]) -> None:
+    def _run_step(self, batch: list[Pending]) -> None:
         from adaptive_resnet.data import ImageSet, batches
+
+        def done(outcome) -> None:
+            p = batch[outcome.index]
+            if outcome.logits is None:
+                error = outcome.error or "not completed"
+                p.finish(503, {"error": error}, _reason(error))
+                return
+            k = int(outcome.logits.argmax(1)[0])
+            answer = {"class_index": k, "latency_s": outcome.latency_s, "predicted_latency_s": outcome.predicted_latency_s,
+                      "drops": outcome.drops, "attempts": outcome.attempts, "shortcut": outcome.shortcut}
+            if self.classes and k < len(self.classes):
+                answer["class"] = self.classes[k]
+            p.finish(200, answer, "shortcut" if outcome.shortcut else "answered")
 
         try:
             images = ImageSet(np.stack([p.image for p in batch]), np.zeros(len(batch), np.int64), [])
             x, _ = next(batches(images, len(batch)))
-            outcomes, plan = self.controller.serve_step(x)
+            _, plan = self.controller.serve_step(x, on_done=done)
             self.last_plan = plan
-            self.counts["steps"] += 1
+            with self._counts_lock:
+                self.counts["steps"] += 1
         except Exception as exc:  # noqa: BLE001  (one bad step must answer its requests, not kill the server)
-            for p in batch:
-                p.status, p.answer = 503, {"error": f"{type(exc).__name__}: {exc}"}
-                self.counts["failed"] += 1
-                p.done.set()
-            return
-        for p, o in zip(batch, outcomes, strict=True):
-            if o.logits is None:
-                p.status, p.answer = 503, {"error": o.error or "not completed"}
-                self.counts["failed"] += 1
+            for p in batch:  # those answered already keep their answers (finish takes the first outcome)
+                p.finish(503, {"error": f"{type(exc).__name__}: {exc}"}, "step failed")
+
+
+def _reason(error: str) -> str:
+    """The kind of a failure, for the counts: the text before its first colon."""
+    return error.split(":")[0].strip() or "failed"
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+
+def app(server: Server):
+    """The ASGI application of ``server``: ``POST /classify`` and ``GET /status``."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    def reply(status: int, doc: dict) -> JSONResponse:
+        headers = {"Retry-After": str(doc["retry_after_s"])} if "retry_after_s" in doc else None
+        return JSONResponse(doc, status_code=status, headers=headers)
+
+    async def read_body(request: Request) -> bytes | JSONResponse:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                return reply(400, {"error": f"Content-Length must be a non-negative integer, got {declared!r}"})
+            if int(declared) > MAX_BODY_BYTES:
+                return reply(413, {"error": f"body of {int(declared)} bytes; at most {MAX_BODY_BYTES} are taken"})
+        body = bytearray()
+
+        async def collect() -> bool:
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > MAX_BODY_BYTES:
+                    return False
+            return True
+
+        try:
+            if not await asyncio.wait_for(collect(), BODY_TIMEOUT_S):
+                return reply(413, {"error": f"body over {MAX_BODY_BYTES} bytes"})
+        except asyncio.TimeoutError:
+            return reply(408, {"error": f"the body did not arrive within {BODY_TIMEOUT_S:.0f} s"})
+        except ClientDisconnect:
+            return reply(400, {"error": "the client closed the connection before sending its body"})
+        return bytes(body)
+
+    async def classify(request: Request) -> JSONResponse:
+        body = await read_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            image = decode_image(body, server.input_size)
+        except UserInputError as exc:
+            return reply(400, {"error": str(exc)})
+        pending = server.submit(image)
+        if pending is None:
+            return reply(*server.shed_answer())
+        loop = asyncio.get_running_loop()
+        answered = loop.create_future()
+        pending.when_done(lambda: loop.call_soon_threadsafe(lambda: answered.done() or answered.set_result(None)))
+
+        async def client_gone() -> None:
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    return
+
+        gone = asyncio.ensure_future(client_gone())
+        try:
+            finished, _ = await asyncio.wait({answered, gone}, timeout=server.request_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if answered not in finished:
+            if gone in finished:
+                pending.cancelled = True
+                pending.finish(499, {"error": "the client went away"}, "client gone")
             else:
-                k = int(o.logits.argmax(1)[0])
-                p.answer = {"class_index": k, "latency_s": o.latency_s, "predicted_latency_s": o.predicted_latency_s,
-                            "drops": o.drops, "attempts": o.attempts, "shortcut": o.shortcut}
-                if self.classes and k < len(self.classes):
-                    p.answer["class"] = self.classes[k]
-                self.counts["answered"] += 1
-                self.counts["shortcut"] += o.shortcut
-            p.done.set()
+                server.give_up(pending)
+        return reply(pending.status, pending.answer)
+
+    async def status(request: Request) -> JSONResponse:
+        return reply(200, server.status())
+
+    async def not_found(request: Request, exc: HTTPException) -> JSONResponse:
+        return reply(exc.status_code, {"error": f"{exc.detail}: {request.method} {request.url.path}; POST /classify, GET /status"})
+
+    return Starlette(routes=[Route("/classify", classify, methods=["POST"]), Route("/status", status, methods=["GET"])],
+                     exception_handlers={HTTPException: not_found})
 
 
-def http_server(server: Server, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
-    """A threading HTTP server for ``server`` (port 0: any free port); call ``serve_forever``."""
+def bind(host: str, port: int, backlog: int = 2048):
+    """A listening socket on ``host:port`` (0: a free port), with a backlog for bursts."""
+    import socket
 
-    class Handler(BaseHTTPRequestHandler):
-        def _reply(self, status: int, doc: dict) -> None:
-            body = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
 
-        def do_POST(self) -> None:
-            if self.path != "/classify":
-                return self._reply(404, {"error": f"unknown path {self.path}; POST /classify, GET /status"})
-            length = int(self.headers.get("Content-Length") or 0)
-            self._reply(*server.classify(self.rfile.read(length)))
 
-        def do_GET(self) -> None:
-            if self.path != "/status":
-                return self._reply(404, {"error": f"unknown path {self.path}; POST /classify, GET /status"})
-            self._reply(200, server.status())
+def http_server(server: Server, sock, grace_s: float = 10.0):
+    """A uvicorn server for ``server`` on the bound ``sock``; ``run()`` it (it stops on SIGINT or
+    ``should_exit``, letting in-flight requests finish for up to ``grace_s``)."""
+    import uvicorn
 
-        def log_message(self, *args) -> None:  # quiet: the CLI prints its own summary
-            pass
+    config = uvicorn.Config(app(server), log_level="warning", lifespan="off", timeout_graceful_shutdown=grace_s,
+                            limit_concurrency=server.queue.maxsize + 256, timeout_keep_alive=5)
+    web = uvicorn.Server(config)
+    web.sockets = [sock]
+    return web
 
-    return ThreadingHTTPServer((host, port), Handler)
+
+def serve_in_thread(server: Server, host: str = "127.0.0.1", port: int = 0):
+    """Start serving ``server`` on a thread (tests, notebooks); returns (url, stop)."""
+    import asyncio as _asyncio
+
+    sock = bind(host, port)
+    web = http_server(server, sock)
+    thread = threading.Thread(target=lambda: _asyncio.run(web.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    while not web.started and thread.is_alive():
+        time.sleep(0.02)
+
+    def stop() -> None:
+        web.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+    return f"http://{host}:{sock.getsockname()[1]}", stop
+
+
+__all__ = ["Pending", "Server", "app", "bind", "decode_image", "http_server", "serve_in_thread"]
