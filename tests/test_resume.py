@@ -96,7 +96,7 @@ def test_claim_resumes_the_same_run_and_refuses_another(tmp_path):
 @pytest.fixture(scope="module")
 def study_inputs(tmp_path_factory, tiny_checkpoint):
     root = tmp_path_factory.mktemp("study")
-    make_image_folder(root / "ds", classes=tuple("abcdefghij"), per_class=30, size=16)
+    make_image_folder(root / "ds", classes=tuple("abcdefghij"), per_class=12, size=16)
     from adaptive_resnet.study import run_study
 
     whole = run_study(tiny_checkpoint, root / "ds", root / "whole", batch_size=20, progress=False, device="cpu",
@@ -109,7 +109,7 @@ def test_study_killed_at_a_random_point_resumes_to_the_same_table(study_inputs, 
     out = tmp_path / "study"
     args = ["study", "--checkpoint", str(tiny_checkpoint), "--data", str(root / "ds"), "--out", str(out), "--batch-size", "20",
             "--device", "cpu"]
-    kill_after(args, random.Random(3).uniform(2.0, 10.0))
+    kill_after(args, random.Random(3).uniform(2.0, 8.0))
     result = subprocess.run([sys.executable, "-m", "adaptive_resnet.cli", *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     resumed = json.loads((out / "study.json").read_text())
