@@ -624,3 +624,29 @@ def test_every_worker_dead_fails_each_request_with_a_reason(setup):
         assert all(o.logits is None and o.error == "no device alive" for o in outcomes)
     finally:
         controller.shutdown()
+
+
+def test_the_runtimes_energy_is_the_planners_for_the_plan_it_ran(setup):
+    """One cost model: under emulation, the energy the controller charges each device after a
+    step equals Problem.evaluate's for the step's plan (the sender pays transmit energy), and
+    each request takes at least the latency the planner predicts for it."""
+    from adaptive_resnet.planning.plan_file import request_plan
+    from adaptive_resnet.runtime.controller import Controller
+
+    root, _, problem = setup
+    quick = problem.derive(parse_scenario(SCENARIO.replace("{default: 0.05}", "{default: 5}")))
+    controller = Controller(quick, str(root / "ckpt.pt"), "fast", emulate_links=True)
+    try:
+        outcomes, plan = controller.serve_step(torch.randn(4, 3, 16, 16))
+        assert all(o.logits is not None for o in outcomes)
+        step = controller.problem
+        evaluation = step.evaluate([request_plan(step, r, k) for k, r in enumerate(plan["requests"])])
+        charged = dict(zip(step.devices, controller._spent.tolist()))
+        assert any(v > 0 for v in evaluation.energy_j.values())
+        for name in step.devices:
+            assert charged[name] == pytest.approx(evaluation.energy_j[name], rel=1e-6, abs=1e-12), name
+        for o, predicted in zip(outcomes, evaluation.latencies_s, strict=True):
+            assert o.predicted_latency_s == pytest.approx(predicted)
+            assert o.latency_s >= predicted * 0.999  # emulation waits out at least the modelled times
+    finally:
+        controller.shutdown()

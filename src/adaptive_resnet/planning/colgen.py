@@ -476,9 +476,9 @@ def column_generation(problem: Problem, seed: list[tuple[int, np.ndarray]], time
     return ColumnGenerationResult(best_bound, columns, rounds, lp_value, counts)
 
 
-def restricted_master_plans(problem: Problem, columns: list[Column], deadline: float, keep: int = 4) -> list[list[RequestPlan]]:
+def restricted_master_plans(problem: Problem, columns: list[Column], time_limit_s: float, keep: int = 4) -> list[list[RequestPlan]]:
     """Plans using only ``columns``: the master with integer n_p and binary h, solved by HiGHS
-    until ``deadline`` (a ``time.perf_counter`` instant, building the program included); the last ``keep`` plans it improved through, best last (none if
+    within ``time_limit_s`` (its build, a few ms, not counted: the stages after it check the clock); the last ``keep`` plans it improved through, best last (none if
     it found none). The earlier ones serve as starts for local search: on N10-R10-tight the
     master's best plan over its 91 columns (0.5659) stayed where it was under local search,
     while one it passed through (0.576) led to 0.5523."""
@@ -490,6 +490,7 @@ def restricted_master_plans(problem: Problem, columns: list[Column], deadline: f
     A, b_ub, pairs = _master_rows(problem, columns, np.full((len(problem.units), N), float(R)))
     H = len(pairs)
     highs = _highs()
+    highs.setOptionValue("time_limit", max(time_limit_s, 0.01))
     highs.setOptionValue("mip_improving_solution_save", True)
     cost = np.concatenate([[col.cost / R for col in columns], np.zeros(H)])
     upper = np.concatenate([np.full(P, float(R)), np.ones(H)])
@@ -499,7 +500,6 @@ def restricted_master_plans(problem: Problem, columns: list[Column], deadline: f
     highs.addRows(A.shape[0], np.full(A.shape[0], -highspy.kHighsInf), b_ub, A.nnz, A.indptr[:-1].astype(np.int32),
                   A.indices.astype(np.int32), A.data.astype(float))
     highs.addRow(float(R), float(R), P, np.arange(P, dtype=np.int32), np.ones(P))
-    highs.setOptionValue("time_limit", max(deadline - time.perf_counter(), 0.01))
     highs.run()
     plans = []
     for solution in highs.getSavedMipSolutions()[-keep:]:

@@ -93,7 +93,7 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0) -> Solution:
     consider("rounded LP", round_lp(problem, cg, search), 0.75)
     used = cg.columns if len(cg.columns) <= MASTER_ALL_COLUMNS else \
         [col for k, col in enumerate(cg.columns) if k < len(seed) or (cg.lp_counts is not None and cg.lp_counts[k] > 1e-9)]
-    plans = restricted_master_plans(problem, used, t0 + 0.85 * time_limit_s, keep=MASTER_STARTS)
+    plans = restricted_master_plans(problem, used, max(0.85 * time_limit_s - (time.perf_counter() - t0), 0.01), keep=MASTER_STARTS)
     for plan in reversed(plans):  # its best first, then the plans it improved through, while time is left
         if time.perf_counter() - t0 > 0.95 * time_limit_s:
             break

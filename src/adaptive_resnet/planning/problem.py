@@ -341,17 +341,38 @@ def load_problem(path) -> Problem:
 
 
 @numba.njit(cache=True)
+def compute_seconds(macs, speed_macs):
+    """Eq. 9: a unit's compute time, its multiplications over the device's speed. The one home
+    of the rule: the route formulas below and the runtime's device emulation call it."""
+    return macs / speed_macs
+
+
+@numba.njit(cache=True)
+def transfer_seconds(nbytes, rate_bps):
+    """Eq. 10/11: the time to send ``nbytes`` over a link of ``rate_bps``. The one home of the
+    rule: the route formulas below and the runtime's link emulation call it."""
+    return nbytes * BITS_PER_BYTE / rate_bps
+
+
+@numba.njit(cache=True)
+def device_energy_j(compute_s, transmit_s, compute_w, transmit_w):
+    """Eq. 19 for one device: compute time x P_c plus the time it spends *sending* x P_t (the
+    sender pays). The route formulas below and the runtime's energy accounting call it."""
+    return compute_s * compute_w + transmit_s * transmit_w
+
+
+@numba.njit(cache=True)
 def route_latency(devices, macs, output_bytes, speed_macs, rate_bps):
     """The formula of :meth:`Problem.latency_s`, compiled (the heuristics ask it for every new
     route): compute times (Eq. 9), then transfers between consecutive units on different
     devices (Eq. 10/11; a device sending to itself costs nothing)."""
     compute = 0.0
     for u in range(devices.shape[0]):
-        compute += macs[u] / speed_macs[devices[u]]
+        compute += compute_seconds(macs[u], speed_macs[devices[u]])
     transfer = 0.0
     for u in range(devices.shape[0] - 1):
         if devices[u] != devices[u + 1]:
-            transfer += output_bytes[u] * BITS_PER_BYTE / rate_bps[devices[u], devices[u + 1]]
+            transfer += transfer_seconds(output_bytes[u], rate_bps[devices[u], devices[u + 1]])
     return compute + transfer
 
 
@@ -366,9 +387,10 @@ def route_usage(devices, macs, memory_bytes, output_bytes, speed_macs, rate_bps,
         k = devices[u]
         used[k] += macs[u]
         memory[k] += memory_bytes[u]
-        energy[k] += macs[u] / speed_macs[k] * compute_w  # Eq. 9 x P_c where computed
-        if u + 1 < devices.shape[0] and devices[u + 1] != k:  # Eq. 10/11 x P_t, paid by the sender
-            energy[k] += output_bytes[u] * BITS_PER_BYTE / rate_bps[k, devices[u + 1]] * transmit_w
+        sent_s = 0.0
+        if u + 1 < devices.shape[0] and devices[u + 1] != k:  # Eq. 10/11, paid by the sender
+            sent_s = transfer_seconds(output_bytes[u], rate_bps[k, devices[u + 1]])
+        energy[k] += device_energy_j(compute_seconds(macs[u], speed_macs[k]), sent_s, compute_w, transmit_w)
     return memory, used, energy
 
 

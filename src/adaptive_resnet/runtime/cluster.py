@@ -229,7 +229,7 @@ class RayCluster:
         for device, units in segments(placement):
             if not self.alive.get(device, False):
                 raise UserInputError(f"the plan uses device {device!r}, which has no live worker")
-            ref = self.actors[device].run.remote(ref, units, drops, self._inbound_rate_mbps(previous, device), deadline_unix)
+            ref = self.actors[device].run.remote(ref, units, drops, self._inbound_rate_mbps(previous, device), deadline_unix, previous)
             chain.append((device, units, ref))
             previous = device
         return chain
@@ -306,7 +306,7 @@ class RayCluster:
         with InputNode() as x:
             node, previous = x, None
             for device, units in chain:
-                node = self.actors[device].run.bind(node, units, list(drops), self._inbound_rate_mbps(previous, device))
+                node = self.actors[device].run.bind(node, units, list(drops), self._inbound_rate_mbps(previous, device), None, previous)
                 previous = device
         self._graph = (key, node.experimental_compile())
         return self._graph[1]

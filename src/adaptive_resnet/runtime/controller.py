@@ -81,7 +81,10 @@ class Controller:
         self.rate_trace = rate_trace
         self.steps = 0  # time steps served so far
         self._seen = {name: (0.0, 0.0) for name in scenario.device_names}  # (busy_s, macs) so far
-        self._set_aside = {name: (0.0, 0.0, 0.0) for name in scenario.device_names}  # (busy_s, transfer_s, macs) of calibration runs
+        # Workers' counts (DeviceWorker.stats): the last read of each (a worker that died keeps
+        # what it had counted), and the part of them that calibration runs made (not charged).
+        self._last_stats: dict[str, dict] = {}
+        self._set_aside: dict[str, dict] = {name: _zero_stats() for name in scenario.device_names}
         self._steps_measured = np.zeros(len(scenario.devices), int)
 
     def plan(self, requests: int, rates_mbps: np.ndarray | None = None) -> dict:
@@ -185,19 +188,27 @@ class Controller:
                 break
             dilation = min(2 * dilation, max_dilation)
         for name, s in self.cluster.stats().items():
-            was = before.get(name, {"busy_s": 0.0, "transfer_s": 0.0, "macs": 0.0})
-            self._set_aside[name] = tuple(self._set_aside[name][k] + s[key] - was[key]
-                                          for k, key in enumerate(("busy_s", "transfer_s", "macs")))
+            was, aside = before.get(name, _zero_stats()), self._set_aside[name]
+            aside["busy_s"] += s["busy_s"] - was["busy_s"]
+            aside["macs"] += s["macs"] - was["macs"]
+            for sender, seconds in s["received_s"].items():
+                aside["received_s"][sender] = aside["received_s"].get(sender, 0.0) + seconds - was["received_s"].get(sender, 0.0)
         return trials
 
     def _account(self) -> None:
-        """Energy spent per device, and (when measuring) each device's speed over the last step."""
+        """Energy spent per device, through the planner's Eq. 19 (``device_energy_j``): its
+        compute time x P_c, plus x P_t the time its receivers spent taking what it *sent* (the
+        sender pays, as the planner charges it); and (when measuring) each device's speed over
+        the last step."""
+        from adaptive_resnet.planning.problem import device_energy_j
+
         p = self.problem
-        for name, s in self.cluster.stats().items():
-            i = p.devices.index(name)
-            aside_busy, aside_transfer, aside_macs = self._set_aside[name]
-            total_busy, total_macs = s["busy_s"] - aside_busy, s["macs"] - aside_macs
-            self._spent[i] = total_busy * p.compute_w + (s["transfer_s"] - aside_transfer) * p.transmit_w  # receiver-side time as link time
+        self._last_stats.update(self.cluster.stats())
+        charged = {name: self._charged(name) for name in p.devices}
+        for i, name in enumerate(p.devices):
+            sent_s = sum(charged[receiver]["received_s"].get(name, 0.0) for receiver in p.devices)
+            self._spent[i] = device_energy_j(charged[name]["busy_s"], sent_s, p.compute_w, p.transmit_w)
+            total_busy, total_macs = charged[name]["busy_s"], charged[name]["macs"]
             busy, macs = total_busy - self._seen[name][0], total_macs - self._seen[name][1]
             self._seen[name] = (total_busy, total_macs)
             if self.measure_speeds and busy > 1e-4 and macs > 0:
@@ -206,5 +217,15 @@ class Controller:
                 self.speeds_gmacs[i] = measured if self._steps_measured[i] == 0 else 0.5 * (self.speeds_gmacs[i] + measured)
                 self._steps_measured[i] += 1
 
+    def _charged(self, name: str) -> dict:
+        """A worker's counts so far less those of calibration runs."""
+        s, aside = self._last_stats.get(name, _zero_stats()), self._set_aside[name]
+        return {"busy_s": s["busy_s"] - aside["busy_s"], "macs": s["macs"] - aside["macs"],
+                "received_s": {k: v - aside["received_s"].get(k, 0.0) for k, v in s["received_s"].items()}}
+
     def shutdown(self) -> None:
         self.cluster.shutdown()
+
+
+def _zero_stats() -> dict:
+    return {"busy_s": 0.0, "macs": 0.0, "received_s": {}}

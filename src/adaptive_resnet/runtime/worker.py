@@ -68,8 +68,11 @@ class DeviceWorker:
         self.model = build_skeleton(TrainConfig(**ckpt["config"])).eval()
         self._state = ckpt["model"]  # mapped, kept to load units on demand
         self.loaded: set[str] = set()
-        self.busy_s = 0.0  # compute time, for energy accounting
+        self.busy_s = 0.0  # compute time as the device would take it, for energy accounting (see run)
         self.transfer_s = 0.0  # emulated inbound transfer time
+        # Emulated inbound transfer time by the device that sent it: the sender pays transmit
+        # energy (Eq. 19), so the controller charges each sender what its receivers waited.
+        self.received_s: dict[str, float] = {}
         self.unit_macs = unit_macs or {}  # unit -> {"full" | "DC" | "SC": MACs per image}, from the profile
         self.macs_done = 0.0
         # Device emulation: a call's compute is stretched to what the device's speed (Eq. 9)
@@ -99,22 +102,32 @@ class DeviceWorker:
             self.loaded.add(name)
         return sorted(self.loaded)
 
-    def run(self, x, units: list[str], drops: list[str], inbound_rate_mbps: float | None = None, deadline_unix: float | None = None):
-        """Run ``units`` on ``x`` (after emulating its transfer at ``inbound_rate_mbps``).
+    def run(self, x, units: list[str], drops: list[str], inbound_rate_mbps: float | None = None, deadline_unix: float | None = None,
+            sender: str | None = None):
+        """Run ``units`` on ``x`` (after emulating its transfer from ``sender`` at ``inbound_rate_mbps``).
 
         A call that starts after ``deadline_unix`` (seconds since the epoch) is refused: its
         request has been given up on, completed another way or failed, and must not run late
         (a worker that hung and resumes works through its queue of such calls at once).
+
+        Times come from the planner's formulas (:func:`~adaptive_resnet.planning.problem.transfer_seconds`,
+        :func:`~adaptive_resnet.planning.problem.compute_seconds`): under emulation the worker
+        waits them out and accounts them, so its energy is what the cost model charges; on a real
+        device, compute is the measured time.
         """
         import torch
+
+        from adaptive_resnet.planning.problem import compute_seconds, transfer_seconds
 
         if deadline_unix is not None and time.time() > deadline_unix:
             raise TimeoutError(f"{self.device}: the request's deadline passed before its call started")
         x = from_wire(x)
         if inbound_rate_mbps:
-            delay = x.numel() * x.element_size() * 8 / (inbound_rate_mbps * 1e6)
+            delay = transfer_seconds(float(x.numel() * x.element_size()), inbound_rate_mbps * 1e6)
             time.sleep(delay * self.time_dilation)
             self.transfer_s += delay
+            if sender is not None:
+                self.received_s[sender] = self.received_s.get(sender, 0.0) + delay
         self.load(units)
         plan = DropPlan.of(drops)
         t0 = time.perf_counter()
@@ -125,8 +138,11 @@ class DeviceWorker:
             dropped = plan.dropped(unit)
             macs += self.unit_macs.get(unit, {}).get(dropped.value if dropped else "full", 0) * x.shape[0]
         if self.emulated_speed_macs:
-            time.sleep(max(0.0, macs / self.emulated_speed_macs * self.time_dilation - (time.perf_counter() - t0)))
-        self.busy_s += (time.perf_counter() - t0) / self.time_dilation
+            emulated_s = compute_seconds(macs, self.emulated_speed_macs)
+            time.sleep(max(0.0, emulated_s * self.time_dilation - (time.perf_counter() - t0)))
+            self.busy_s += emulated_s
+        else:
+            self.busy_s += (time.perf_counter() - t0) / self.time_dilation
         self.macs_done += macs
         return to_wire(out)
 
@@ -154,8 +170,8 @@ class DeviceWorker:
         return sum(t.numel() * t.element_size() for t in self.model.state_dict().values() if not t.is_meta)
 
     def stats(self) -> dict:
-        return {"device": self.device, "busy_s": self.busy_s, "transfer_s": self.transfer_s, "macs": self.macs_done,
-                "loaded": sorted(self.loaded), "weight_bytes": self.weight_bytes()}
+        return {"device": self.device, "busy_s": self.busy_s, "transfer_s": self.transfer_s, "received_s": dict(self.received_s),
+                "macs": self.macs_done, "loaded": sorted(self.loaded), "weight_bytes": self.weight_bytes()}
 
     def ping(self) -> str:
         return self.device
