@@ -33,7 +33,7 @@ def count_macs(model: nn.Module, x: torch.Tensor, plan: DropPlan) -> int:
     return total
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50"])
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnext50_32x4d", "wide_resnet50_2"])
 def test_empty_plan_equals_torchvision_exactly(arch):
     torch.manual_seed(1)
     reference = getattr(torchvision.models, arch)(weights=None).eval()
@@ -172,6 +172,29 @@ def test_wrong_image_shape_is_a_clear_error(tiny_model):
 def test_unknown_architecture_lists_choices():
     with pytest.raises(UserInputError, match="unknown architecture 'resnet51'.*resnet50"):
         DroppableResNet("resnet51")
+
+
+@pytest.mark.parametrize("arch", ["resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"])
+def test_resnext_and_wide_resnet_load_torchvision_weights_unchanged_and_drop_blocks(arch, tmp_path):
+    """The paper's "more ResNet structures": torchvision's weights (a state dict made here, as
+    its published files are) load unchanged, and a dropped identity block removes its work."""
+    torch.manual_seed(3)
+    reference = getattr(torchvision.models, arch)(weights=None).eval()
+    path = tmp_path / f"{arch}.pth"
+    torch.save(reference.state_dict(), path)
+    model = load_weights(DroppableResNet(arch).eval(), path)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+        dropped = model(x, DropPlan.dc(["stage4.block2"]))
+    assert dropped.shape == (1, 1000) and not torch.equal(dropped, reference(x))
+    assert model.block_names[:3] == ["stage2.block1", "stage2.block2", "stage2.block3"]
+
+
+def test_cifar_variant_of_resnext_keeps_its_groups():
+    model = DroppableResNet("resnext50_32x4d", num_classes=10, stem="cifar", base_channels=16)
+    conv2 = model.block("stage3.block2").conv2
+    assert conv2.groups == 32 and model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_load_weights_from_torchvision_file_and_checkpoint(tmp_path):

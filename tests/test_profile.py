@@ -31,7 +31,8 @@ def test_stage2_identity_memory_worked_by_hand(r50):
     assert r50["stage2.block2"].output_bytes == 56 * 56 * 256 * 4
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+                                  "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"])
 def test_totals_match_torchvision_published(arch):
     meta = get_model_weights(arch).IMAGENET1K_V1.meta
     profile = profile_model(arch, 224)

@@ -35,10 +35,14 @@ from adaptive_resnet.models.naming import (
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """Topology of one ResNet family member, as torchvision builds it."""
+    """Topology of one ResNet family member, as torchvision builds it: ResNeXt and Wide ResNet
+    are the same Bottleneck blocks with grouped (``groups``) or wider (``width_per_group``)
+    3x3 convolutions, so they drop the same way."""
 
     block: type[BasicBlock | Bottleneck]
     layers: tuple[int, int, int, int]
+    groups: int = 1
+    width_per_group: int = 64
 
 
 ARCHS: dict[str, ArchSpec] = {
@@ -47,6 +51,11 @@ ARCHS: dict[str, ArchSpec] = {
     "resnet50": ArchSpec(Bottleneck, (3, 4, 6, 3)),
     "resnet101": ArchSpec(Bottleneck, (3, 4, 23, 3)),
     "resnet152": ArchSpec(Bottleneck, (3, 8, 36, 3)),
+    "resnext50_32x4d": ArchSpec(Bottleneck, (3, 4, 6, 3), groups=32, width_per_group=4),
+    "resnext101_32x8d": ArchSpec(Bottleneck, (3, 4, 23, 3), groups=32, width_per_group=8),
+    "resnext101_64x4d": ArchSpec(Bottleneck, (3, 4, 23, 3), groups=64, width_per_group=4),
+    "wide_resnet50_2": ArchSpec(Bottleneck, (3, 4, 6, 3), width_per_group=128),
+    "wide_resnet101_2": ArchSpec(Bottleneck, (3, 4, 23, 3), width_per_group=128),
 }
 STEMS = ("imagenet", "cifar")
 
@@ -119,7 +128,8 @@ class DroppableResNet(ResNet):
         if base_channels < 1 or num_classes < 1:
             raise UserInputError("base_channels and num_classes must be positive")
         spec = ARCHS[arch]
-        super().__init__(spec.block, list(spec.layers), num_classes=num_classes)
+        super().__init__(spec.block, list(spec.layers), num_classes=num_classes, groups=spec.groups,
+                         width_per_group=spec.width_per_group)
         self.arch, self.stem, self.base_channels = arch, stem, base_channels
         if stem != "imagenet" or base_channels != 64:
             self._rebuild(spec, num_classes)
