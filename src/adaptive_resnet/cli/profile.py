@@ -24,7 +24,7 @@ COLUMNS = ("name", "params", "weight_bytes", "macs", "memory_bytes", "output_byt
 
 @command("profile")
 def profile_cli(
-    arch: str = typer.Option("resnet50", help="resnet18, resnet34, resnet50, resnet101 or resnet152."),
+    arch: str = typer.Option("resnet50", help="resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2 or wide_resnet101_2."),
     input_size: int = typer.Option(224, callback=checks.number(le=8192), help="Input height and width in pixels."),
     num_classes: int = typer.Option(1000, callback=checks.number(ge=1, le=1_000_000), help="Classifier size."),
     stem: str = typer.Option("imagenet", help="imagenet (7x7/2 + max-pool) or cifar (3x3/1)."),
