@@ -385,6 +385,13 @@ def test_serve_answers_images_over_http_and_refuses_bad_ones(setup, tmp_path):
             status = json.loads(r.read())
         assert status["answered"] == 3 and status["failed"] == 0 and 1 <= status["steps"] <= 3
         assert status["devices"] == {"a": "alive", "b": "alive", "c": "alive"}
+        view = status["cluster"]  # what the live page shows
+        hosted = {u for d in view["devices"] for u in d["hosts"]}
+        assert {d["name"] for d in view["devices"]} == {"a", "b", "c"} and {"stage1", "head"} <= hosted
+        assert set(view["links_mbps"]) == {"a,b", "a,c", "b,c"} and view["recent"]["requests"] == 3
+        assert 0.5 <= view["recent"]["accuracy_mean"] <= 1 and all(d["battery_j"] > 0 for d in view["devices"])
+        with urllib.request.urlopen(url + "/metrics", timeout=30) as r:
+            assert 'adaptive_resnet_requests_total{outcome="answered"} 3.0' in r.read().decode()
     finally:
         stop()
         server.close()

@@ -187,3 +187,17 @@ def test_shutdown_under_load_counts_every_outcome(serving):
     assert len(replies) == 6 and counts["answered"] + counts["failed"] - counts["failed_by_reason"].get("shed", 0) == 6
     assert Counter(replies)[200] == counts["answered"]
     print(f"shutdown: sent 6 (+1 after), answered {counts['answered']}, failed {counts['failed_by_reason']}, lost 0")
+
+
+def test_the_live_page_and_the_metrics(serving):
+    server, url = serving(StandIn())
+    assert post(url, png())[0] == 200
+    status, headers, doc = raw(url, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 200 and 'id="devices"' in doc["raw"] and "fetch('/status')" in doc["raw"]
+    status, headers, doc = raw(url, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    text = doc["raw"]
+    assert status == 200 and 'adaptive_resnet_requests_total{outcome="answered"} 1.0' in text
+    assert "adaptive_resnet_request_latency_seconds_count 1.0" in text
+    assert 'adaptive_resnet_device_alive{device="a"} 1.0' in text
+    view = server.status()["cluster"]
+    assert [d["name"] for d in view["devices"]] == ["a"] and view["recent"]["requests"] == 1

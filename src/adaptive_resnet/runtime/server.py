@@ -5,7 +5,11 @@ measured and predicted latency, the drops the plan used and whether a dead worke
 completed it. Requests that arrive within one time step (``step_s``) are planned and run
 together, as the paper's time steps are; the controller re-plans at every step, and each request
 is answered as soon as it ends. ``GET /status`` reports the devices, the last plan's drop sets
-and the counts so far.
+and the counts so far; ``GET /`` is a live page of the cluster (each device with the blocks it
+hosts, its state and battery, the blocks dropped this step, link rates, recent latency and
+accuracy), refreshed every second from ``/status``; ``GET /metrics`` is the Prometheus
+exposition (requests by outcome, a latency histogram, re-plans, per-device liveness, energy and
+battery, dropped blocks).
 
 Why uvicorn rather than Ray Serve: the device workers are Ray actors pinned to their nodes and
 the controller plans a whole time step at once, so the front only has to gather a step's
@@ -108,6 +112,8 @@ class Server:
         self.failed_by_reason: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self.last_plan: dict | None = None
+        self.recent: list[tuple[float, float]] = []  # (latency_s, accuracy) of the last answered requests
+        self.metrics = _Metrics()
         self.accepting = True
         self._stop = threading.Event()
         self._loop_thread = threading.Thread(target=self._loop, name="steps", daemon=True)
@@ -135,6 +141,7 @@ class Server:
             else:
                 self.counts["failed"] += 1
                 self.failed_by_reason[reason] += 1
+        self.metrics.requests.labels(outcome=reason).inc()
 
     def classify(self, data: bytes, timeout_s: float | None = None) -> tuple[int, dict]:
         """(HTTP status, JSON answer) for one uploaded image; blocks until it has its outcome."""
@@ -168,8 +175,69 @@ class Server:
         with self._counts_lock:
             counts = dict(self.counts)
             by_reason = dict(self.failed_by_reason)
+            recent = list(self.recent)
         return {"devices": devices, "last_plan_drops": drops, "objective": (self.last_plan or {}).get("objective"),
-                **counts, "failed_by_reason": by_reason, "queued": self.queue.qsize()}
+                **counts, "failed_by_reason": by_reason, "queued": self.queue.qsize(), "cluster": self.cluster_view(devices, recent)}
+
+    def cluster_view(self, states: dict[str, str], recent: list[tuple[float, float]]) -> dict:
+        """What the live page shows: each device with the blocks it hosts this step, its state,
+        battery and busy time; the blocks dropped this step; the link rates; recent latency
+        and accuracy."""
+        controller = self.controller
+        problem = getattr(controller, "problem", None)
+        plan = self.last_plan or {}
+        hosts: dict[str, set[str]] = {name: set() for name in states}
+        dropped: set[str] = set()
+        for req in plan.get("requests", []):
+            for unit, device in req.get("placement", {}).items():
+                if device in hosts:
+                    hosts[device].add(unit)
+            dropped.update(req.get("drops", []))
+        order = {u: k for k, u in enumerate(problem.units)} if problem is not None else {}
+        spent = getattr(controller, "_spent", None)
+        battery = getattr(controller, "battery", None)
+        names = list(states)
+        devices = []
+        for k, name in enumerate(names):
+            devices.append({"name": name, "state": states[name], "hosts": sorted(hosts[name], key=lambda u: order.get(u, 0)),
+                            "energy_spent_j": float(spent[k]) if spent is not None else None,
+                            "battery_j": float(battery[k] - spent[k]) if battery is not None and spent is not None else None})
+        links = None
+        if problem is not None:
+            rates = problem.rate_bps / 1e6
+            links = {f"{a},{b}": float(rates[i, j]) for i, a in enumerate(names) for j, b in enumerate(names) if i < j}
+        latencies = [lat for lat, _ in recent]
+        accuracies = [acc for _, acc in recent if acc is not None]
+        return {"devices": devices, "dropped": sorted(dropped), "links_mbps": links,
+                "recent": {"requests": len(recent), "latency_s_p50": float(np.median(latencies)) if latencies else None,
+                           "accuracy_mean": float(np.mean(accuracies)) if accuracies else None},
+                "steps": self.counts["steps"]}
+
+    def _accuracy(self, drops: list[str]) -> float | None:
+        """g(y) of a drop set, from the step's problem (the accuracy the planner counted on)."""
+        from adaptive_resnet.models.naming import DropPlan
+
+        problem = getattr(self.controller, "problem", None)
+        if problem is None:
+            return None
+        plan = DropPlan.of(drops)
+        return next((c.accuracy for c in problem.candidates if c.plan == plan), None)
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus exposition of the counters and of the cluster's gauges, now."""
+        view = self.status()["cluster"]
+        m = self.metrics
+        for device in view["devices"]:
+            m.alive.labels(device=device["name"]).set(device["state"] == "alive")
+            if device["energy_spent_j"] is not None:
+                m.energy.labels(device=device["name"]).set(device["energy_spent_j"])
+            if device["battery_j"] is not None:
+                m.battery.labels(device=device["name"]).set(device["battery_j"])
+        m.dropped.set(len(view["dropped"]))
+        m.replans.set(getattr(self.controller, "replans", 0))
+        from prometheus_client import generate_latest
+
+        return generate_latest(m.registry)
 
     # -- the step loop ------------------------------------------------------------------------
 
@@ -224,7 +292,10 @@ class Server:
                       "drops": outcome.drops, "attempts": outcome.attempts, "shortcut": outcome.shortcut}
             if self.classes and k < len(self.classes):
                 answer["class"] = self.classes[k]
-            p.finish(200, answer, "shortcut" if outcome.shortcut else "answered")
+            if p.finish(200, answer, "shortcut" if outcome.shortcut else "answered"):
+                self.metrics.latency.observe(outcome.latency_s)
+                with self._counts_lock:
+                    self.recent = (self.recent + [(outcome.latency_s, self._accuracy(outcome.drops))])[-100:]
 
         try:
             images = ImageSet(np.stack([p.image for p in batch]), np.zeros(len(batch), np.int64), [])
@@ -243,6 +314,53 @@ def _reason(error: str) -> str:
     return error.split(":")[0].strip() or "failed"
 
 
+class _Metrics:
+    """Prometheus metrics of one server, in a registry of its own (so that servers in one
+    process, as in tests, do not collide)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("adaptive_resnet_requests", "Requests by outcome", ["outcome"], registry=self.registry)
+        self.latency = Histogram("adaptive_resnet_request_latency_seconds", "Latency of answered requests (every attempt)",
+                                 buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30), registry=self.registry)
+        self.replans = Gauge("adaptive_resnet_replans", "Plans made so far (one a step, one per re-plan)", registry=self.registry)
+        self.alive = Gauge("adaptive_resnet_device_alive", "1 when the device's worker answers", ["device"], registry=self.registry)
+        self.energy = Gauge("adaptive_resnet_device_energy_spent_joules", "Energy charged to the device (Eq. 19)", ["device"],
+                            registry=self.registry)
+        self.battery = Gauge("adaptive_resnet_device_battery_joules", "Energy left on the device", ["device"], registry=self.registry)
+        self.dropped = Gauge("adaptive_resnet_dropped_blocks", "Blocks dropped by the current step's plan", registry=self.registry)
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>adaptive-resnet cluster</title>
+<style>body{font:14px system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{border:1px solid #ccc;
+padding:4px 8px;text-align:left}.alive{color:#070}.suspected{color:#b60}.dead{color:#b00}</style></head>
+<body><h1>adaptive-resnet cluster</h1>
+<p id="summary">loading...</p>
+<table id="devices"><thead><tr><th>device</th><th>state</th><th>blocks hosted</th><th>battery J</th><th>energy spent J</th></tr>
+</thead><tbody></tbody></table>
+<p>dropped this step: <span id="dropped"></span></p><p>links (Mb/s): <span id="links"></span></p>
+<script>
+async function refresh() {
+  const s = await (await fetch('/status')).json();
+  const c = s.cluster;
+  document.getElementById('summary').textContent = `step ${c.steps}: answered ${s.answered}, failed ${s.failed}, ` +
+    `queued ${s.queued}; recent latency p50 ${c.recent.latency_s_p50 === null ? '-' : c.recent.latency_s_p50.toFixed(3)} s, ` +
+    `accuracy ${c.recent.accuracy_mean === null ? '-' : (100 * c.recent.accuracy_mean).toFixed(2)} %`;
+  const rows = c.devices.map(d => `<tr id="device-${d.name}"><td>${d.name}</td><td class="${d.state}">${d.state}</td>` +
+    `<td>${d.hosts.join(' ') || '-'}</td><td>${d.battery_j === null ? '-' : d.battery_j.toFixed(1)}</td>` +
+    `<td>${d.energy_spent_j === null ? '-' : d.energy_spent_j.toFixed(2)}</td></tr>`);
+  document.querySelector('#devices tbody').innerHTML = rows.join('');
+  document.getElementById('dropped').textContent = c.dropped.join(', ') || 'none';
+  document.getElementById('links').textContent = c.links_mbps ? Object.entries(c.links_mbps).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ') : '-';
+}
+refresh(); setInterval(refresh, 1000);
+</script></body></html>
+"""
+
+
 # -- HTTP ---------------------------------------------------------------------------------------
 
 
@@ -251,7 +369,7 @@ def app(server: Server):
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect, Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
     def reply(status: int, doc: dict) -> JSONResponse:
@@ -320,10 +438,19 @@ def app(server: Server):
     async def status(request: Request) -> JSONResponse:
         return reply(200, server.status())
 
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(PAGE)
+
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(server.metrics_text(), media_type=CONTENT_TYPE_LATEST)
+
     async def not_found(request: Request, exc: HTTPException) -> JSONResponse:
         return reply(exc.status_code, {"error": f"{exc.detail}: {request.method} {request.url.path}; POST /classify, GET /status"})
 
-    return Starlette(routes=[Route("/classify", classify, methods=["POST"]), Route("/status", status, methods=["GET"])],
+    return Starlette(routes=[Route("/classify", classify, methods=["POST"]), Route("/status", status, methods=["GET"]),
+                             Route("/", page, methods=["GET"]), Route("/metrics", metrics, methods=["GET"])],
                      exception_handlers={HTTPException: not_found})
 
 
