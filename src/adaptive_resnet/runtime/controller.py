@@ -80,6 +80,7 @@ class Controller:
         # step by step, from its first step again after its last; a real network is probed.
         self.rate_trace = rate_trace
         self.steps = 0  # time steps served so far
+        self.current_plan: dict | None = None
         self._seen = {name: (0.0, 0.0) for name in scenario.device_names}  # (busy_s, macs) so far
         # Workers' counts (DeviceWorker.stats): the last read of each (a worker that died keeps
         # what it had counted), and the part of them that calibration runs made (not charged).
@@ -119,6 +120,7 @@ class Controller:
             plan = self.plan(len(images))
         self.steps += 1
         self.replans += 1
+        self.current_plan = plan  # what this step runs, for status pages, before its requests end
         if plan.get("feasible", False):
             self.cluster.preload(plan)
 

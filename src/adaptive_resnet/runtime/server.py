@@ -75,13 +75,17 @@ class Pending:
         self._on_outcome = on_outcome
         self._waiters: list = []
 
-    def finish(self, status: int, answer: dict, reason: str) -> bool:
-        """Give the request its outcome, unless it has one already; returns whether it took."""
+    def finish(self, status: int, answer: dict, reason: str, on_taken=None) -> bool:
+        """Give the request its outcome, unless it has one already; returns whether it took.
+        ``on_taken()`` runs when it does, before anyone waiting on the request is told (so that
+        what it records is there when the client looks)."""
         with self._lock:
             if self.status is not None:
                 return False
             self.status, self.answer = status, answer
             waiters, self._waiters = self._waiters, []
+        if on_taken is not None:
+            on_taken()
         if self._on_outcome is not None:
             self._on_outcome(reason)
         self.done.set()
@@ -171,21 +175,21 @@ class Server:
         cluster = self.controller.cluster
         devices = {name: "dead" if name in cluster.dead else "suspected" if name in cluster.suspected else "alive" if ok else "dead"
                    for name, ok in cluster.alive.items()}
-        drops = sorted({",".join(r.get("drops", [])) or "none" for r in (self.last_plan or {}).get("requests", [])})
+        plan = getattr(self.controller, "current_plan", None) or self.last_plan or {}
+        drops = sorted({",".join(r.get("drops", [])) or "none" for r in plan.get("requests", [])})
         with self._counts_lock:
             counts = dict(self.counts)
             by_reason = dict(self.failed_by_reason)
             recent = list(self.recent)
-        return {"devices": devices, "last_plan_drops": drops, "objective": (self.last_plan or {}).get("objective"),
-                **counts, "failed_by_reason": by_reason, "queued": self.queue.qsize(), "cluster": self.cluster_view(devices, recent)}
+        return {"devices": devices, "last_plan_drops": drops, "objective": plan.get("objective"),
+                **counts, "failed_by_reason": by_reason, "queued": self.queue.qsize(), "cluster": self.cluster_view(devices, recent, plan)}
 
-    def cluster_view(self, states: dict[str, str], recent: list[tuple[float, float]]) -> dict:
+    def cluster_view(self, states: dict[str, str], recent: list[tuple[float, float]], plan: dict) -> dict:
         """What the live page shows: each device with the blocks it hosts this step, its state,
         battery and busy time; the blocks dropped this step; the link rates; recent latency
         and accuracy."""
         controller = self.controller
         problem = getattr(controller, "problem", None)
-        plan = self.last_plan or {}
         hosts: dict[str, set[str]] = {name: set() for name in states}
         dropped: set[str] = set()
         for req in plan.get("requests", []):
@@ -292,18 +296,20 @@ class Server:
                       "drops": outcome.drops, "attempts": outcome.attempts, "shortcut": outcome.shortcut}
             if self.classes and k < len(self.classes):
                 answer["class"] = self.classes[k]
-            if p.finish(200, answer, "shortcut" if outcome.shortcut else "answered"):
+            def record() -> None:
                 self.metrics.latency.observe(outcome.latency_s)
                 with self._counts_lock:
                     self.recent = (self.recent + [(outcome.latency_s, self._accuracy(outcome.drops))])[-100:]
 
+            p.finish(200, answer, "shortcut" if outcome.shortcut else "answered", on_taken=record)
+
+        with self._counts_lock:
+            self.counts["steps"] += 1  # counted as it starts: its requests are answered before it returns
         try:
             images = ImageSet(np.stack([p.image for p in batch]), np.zeros(len(batch), np.int64), [])
             x, _ = next(batches(images, len(batch)))
             _, plan = self.controller.serve_step(x, on_done=done)
             self.last_plan = plan
-            with self._counts_lock:
-                self.counts["steps"] += 1
         except Exception as exc:  # noqa: BLE001  (one bad step must answer its requests, not kill the server)
             for p in batch:  # those answered already keep their answers (finish takes the first outcome)
                 p.finish(503, {"error": f"{type(exc).__name__}: {exc}"}, "step failed")
