@@ -40,7 +40,6 @@ def run_cli(
     check_solver(solver)
     problem = load_problem(scenario)
     sc = problem.scenario
-    opts.check_checkpoint(problem, checkpoint)
     data = load_images(images, "test", cache_dir="runs/cache").subset(limit)
     if data.images.shape[1:] != (sc.model.input_size, sc.model.input_size, 3):
         raise UserInputError(f"images are {data.images.shape[1:]} but the scenario's model takes "

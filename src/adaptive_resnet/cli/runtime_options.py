@@ -56,18 +56,6 @@ def calibrate_dilation(controller, images, doing: str) -> None:
                    + f"; {doing} at x{controller.cluster.time_dilation:g}")
 
 
-def check_checkpoint(problem, checkpoint) -> None:
-    """The checkpoint is readable, is the scenario's model, and its weights fit that model:
-    checked before any worker starts (a worker would otherwise fail on its first unit)."""
-    from adaptive_resnet.models.resnet import check_state_fits
-    from adaptive_resnet.runtime.controller import check_checkpoint_matches
-    from adaptive_resnet.train import build_skeleton, checkpoint_config, load_checkpoint
-
-    check_checkpoint_matches(problem.scenario, str(checkpoint))
-    ckpt = load_checkpoint(checkpoint, mmap=True)  # the weights stay on disk: only their shapes are read
-    check_state_fits(build_skeleton(checkpoint_config(ckpt, checkpoint)), ckpt["model"], checkpoint)
-
-
 def class_names(text: str | None, num_classes: int) -> list[str] | None:
     """``--classes a,b,c``: one non-empty name per class of the model."""
     from adaptive_resnet.errors import UserInputError

@@ -44,7 +44,6 @@ def serve_cli(
     check_solver(solver)
     problem = load_problem(scenario)
     sc = problem.scenario
-    opts.check_checkpoint(problem, checkpoint)
     class_names = opts.class_names(classes, sc.model.num_classes)
     sock = bind(host, port)  # before any worker starts: a port in use is refused at once
     trace = read_trace(rate_trace, sc.device_names) if rate_trace else None  # repeats after its last round

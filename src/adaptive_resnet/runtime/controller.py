@@ -37,15 +37,21 @@ class RunReport:
 
 
 def check_checkpoint_matches(scenario, checkpoint: str) -> None:
-    """A one-line error when the checkpoint is not the scenario's model."""
-    from adaptive_resnet.train import TrainConfig, load_checkpoint
+    """A one-line error when the checkpoint is unreadable, is not the scenario's model, or holds
+    weights that do not fit its own configuration: checked before any worker starts (a worker
+    would otherwise fail on its first unit). The file is mapped, not read: only the
+    configuration and the tensors' shapes are looked at."""
+    from adaptive_resnet.models.resnet import check_state_fits
+    from adaptive_resnet.train import build_skeleton, checkpoint_config, load_checkpoint
 
-    config = TrainConfig(**load_checkpoint(checkpoint, mmap=True)["config"])  # the config only: the weights stay on disk
+    ckpt = load_checkpoint(checkpoint, mmap=True)
+    config = checkpoint_config(ckpt, checkpoint)
     m = scenario.model
     theirs = (config.arch, config.stem, config.base_channels, config.num_classes)
     ours = (m.arch, m.stem, m.base_channels, m.num_classes)
     if theirs != ours:
         raise UserInputError(f"checkpoint {checkpoint} is {theirs} (arch, stem, width, classes) but the scenario's model is {ours}")
+    check_state_fits(build_skeleton(config), ckpt["model"], checkpoint)
 
 
 class Controller:
