@@ -25,14 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adaptive_resnet.planning.step_plan import PlannedRequest, StepPlan
 from adaptive_resnet.train import TrainConfig, build_model, model_from_checkpoint
 
 WARM_UP, TIMED = 3, 15  # calls before timing (steady state), and calls timed, per set-up
 
 
-def split_plan(units: list[str], devices: list[str]) -> dict:
+def split_plan(units: list[str], devices: list[str]) -> StepPlan:
     placement = {u: devices[min(len(devices) * i // len(units), len(devices) - 1)] for i, u in enumerate(units)}
-    return {"feasible": True, "requests": [{"placement": placement}]}
+    return StepPlan.of(PlannedRequest.of(placement))
 
 
 def median_s(call) -> float:
@@ -72,14 +73,14 @@ class Relay:
         return self.out[nbytes]
 
 
-def relay_chain_s(cluster, plan: dict, x: torch.Tensor, mono) -> tuple[float, float]:
+def relay_chain_s(cluster, plan: StepPlan, x: torch.Tensor, mono) -> tuple[float, float]:
     """Median seconds of the monolithic model and of one request through no-op actors, one per
     segment of ``plan``, passing activations of the sizes the workers pass (timed alternately)."""
     import ray
 
-    from adaptive_resnet.runtime.cluster import request_input, segments
+    from adaptive_resnet.runtime.chains import request_input
 
-    chain = segments(plan["requests"][0]["placement"])
+    chain = plan.requests[0].segments()
     sizes = [cluster.problem.profile[units[-1]].output_bytes for _, units in chain]
     relays = [ray.remote(num_cpus=0)(Relay).remote() for _ in chain]
 
@@ -98,7 +99,7 @@ def relay_chain_s(cluster, plan: dict, x: torch.Tensor, mono) -> tuple[float, fl
             ray.kill(relay)
 
 
-def timed(cluster, x: torch.Tensor, plan: dict, mono) -> tuple[float, float, float | None]:
+def timed(cluster, x: torch.Tensor, plan: StepPlan, mono) -> tuple[float, float, float | None]:
     """Latency of one request alone (steady state), of the monolithic model timed alongside
     (``mono``; None: not timed), and throughput of ``x`` submitted together."""
     for _ in range(WARM_UP):  # the first loads the weights (and compiles); a few more fault in the memory
@@ -156,10 +157,10 @@ def measure(name: str, checkpoint: Path, size: int, requests: int, compiled: boo
         elif compiled:
             # The same workers through one compiled graph. Its actors busy-poll and would slow a
             # monolithic model timed beside them, so it is compared with the mono time just taken.
-            cluster.compiled = True
+            cluster.compiled.enabled = True
             latency, throughput, _ = timed(cluster, x, plan, None)
             rows.append((name, f"{workers} compiled", latency, throughput, rows[-1][4]))
-            assert cluster.compiled, "the compiled path fell back to ordinary calls"
+            assert cluster.compiled.enabled, "the compiled path fell back to ordinary calls"
         cluster.shutdown()
     ray.shutdown()
     return rows, floors

@@ -30,8 +30,7 @@ def rendered(url: str) -> str:
 
 
 def test_the_page_shows_every_device_and_changes_after_a_step():
-    controller = StandIn()
-    controller.cluster.alive = {"camera": True, "phone": True, "hub": True}
+    controller = StandIn(devices=("camera", "phone", "hub"))
     server = Server(controller, step_s=0.05)
     url, stop = serve_in_thread(server)
     try:

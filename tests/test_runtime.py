@@ -14,7 +14,12 @@ from adaptive_resnet.accuracy import AccuracyTable
 from adaptive_resnet.errors import UserInputError
 from adaptive_resnet.models import DropPlan
 from adaptive_resnet.planning import Problem
-from adaptive_resnet.runtime.cluster import RayCluster, one_node, plan_for, probe_rounds, request_input, segments
+from adaptive_resnet.planning.step_plan import PlannedRequest, StepPlan
+from adaptive_resnet.runtime.chains import request_input, submit
+from adaptive_resnet.runtime.cluster import RayCluster, one_node
+from adaptive_resnet.runtime.health import State
+from adaptive_resnet.runtime.probing import probe_rounds
+from adaptive_resnet.runtime.recovery import plan_for
 from adaptive_resnet.system import parse_scenario
 from adaptive_resnet.train import TrainConfig, build_model
 
@@ -65,11 +70,15 @@ def manual_plan(problem, drops=()):
     placement = {u: "abc"[min(3 * i // len(units), 2)] for i, u in enumerate(units)}
     for d in drops:
         placement[d] = None
-    return {"feasible": True, "requests": [{"placement": placement, "drops": [f"{d}:DC" for d in drops], "latency_s": 0.0}]}
+    return StepPlan.of(PlannedRequest.of(placement, [f"{d}:DC" for d in drops]))
 
 
 def test_segments_group_contiguous_units():
-    assert segments({"stage1": "a", "s2": "a", "s3": None, "s4": "b", "head": "a"}) == [("a", ["stage1", "s2"]), ("b", ["s4"]), ("a", ["head"])]
+    placement = {"stage1": "a", "stage2.block1": "a", "stage2.block2": None, "stage3.block1": "b", "head": "a"}
+    route = PlannedRequest.of(placement, ["stage2.block2:DC"])
+    assert route.segments() == [("a", ["stage1", "stage2.block1"]), ("b", ["stage3.block1"]), ("a", ["head"])]
+    with pytest.raises(UserInputError, match="runs nowhere"):
+        PlannedRequest.of(placement)  # a unit placed nowhere must be a dropped block
 
 
 @pytest.mark.parametrize("nodes", [
@@ -129,12 +138,12 @@ def test_compiled_graph_path_equals_the_model_and_falls_back_when_a_worker_dies(
     try:
         units = problem.units
         two = {u: ("a" if i < len(units) // 2 else "b") for i, u in enumerate(units)}  # two polling actors at most
-        plan = {"feasible": True, "requests": [{"placement": two, "drops": [], "latency_s": 0.0}]}
+        plan = StepPlan.of(PlannedRequest.of(two))
         x = torch.randn(6, 3, 16, 16)
         outcomes = cluster.infer(x, plan)
         with torch.no_grad():
             expected = model(x)
-        assert cluster.compiled and cluster._graph is not None  # served through the graph
+        assert cluster.compiled.enabled and cluster.compiled._graph is not None  # served through the graph
         assert torch.allclose(torch.cat([o.logits for o in outcomes]), expected, rtol=1e-4, atol=1e-4)
         ray.kill(cluster.actors["b"])
         replans = []
@@ -144,7 +153,7 @@ def test_compiled_graph_path_equals_the_model_and_falls_back_when_a_worker_dies(
             return plan_for(problem, "fast", dead)
 
         outcomes = cluster.infer(x, plan, replan=replan)
-        assert not cluster.compiled and cluster._graph is None  # switched off, the ordinary path took over
+        assert not cluster.compiled.enabled and cluster.compiled._graph is None  # switched off, the ordinary path took over
         assert replans == [["b"]]
         assert all((o.logits is None) != (o.error is None) for o in outcomes)  # each answered or failed, once
         assert all(o.logits is not None for o in outcomes)  # a and c can run the whole network
@@ -160,10 +169,10 @@ def test_preload_loads_each_workers_units_before_any_request(setup):
         cluster.preload(plan)
         loaded = {name: set(s["loaded"]) for name, s in cluster.stats().items()}
         for device in "abc":
-            wanted = {u for u, d in plan["requests"][0]["placement"].items() if d == device}
+            wanted = set(plan.requests[0].units_on(device))
             assert loaded[device] == wanted  # exactly its units, the dropped block on none
         # A new placement: everything on a. b and c free what they held, a loads the rest.
-        cluster.preload({"feasible": True, "requests": [{"placement": {u: "a" for u in problem.units}, "drops": []}]})
+        cluster.preload(StepPlan.of(PlannedRequest.of({u: "a" for u in problem.units})))
         stats = cluster.stats()
         assert set(stats["a"]["loaded"]) == set(problem.units) and not stats["b"]["loaded"] and not stats["c"]["loaded"]
         assert stats["a"]["weight_bytes"] == sum(u.weight_bytes for u in problem.profile.units)
@@ -177,16 +186,16 @@ def test_link_emulation_matches_the_cost_model(setup):
     cluster = RayCluster(problem, str(root / "ckpt.pt"), emulate_links=True)
     try:
         plan = plan_for(problem)  # the planner's own prediction, through the one cost model
-        req = plan["requests"][0]
+        req = plan.requests[0]
         forced = {u: ("a" if i < 3 else "b") for i, u in enumerate(problem.units)}  # one 0.05 Mb/s hop
         cand = next(c for c in problem.candidates if not c.plan)
         devices = np.array([problem.devices.index(forced[problem.units[u]]) for u in cand.units])
         predicted = problem.latency_s(cand, devices)
-        doc = {"requests": [{"placement": forced, "latency_s": predicted}]}
+        doc = StepPlan.of(PlannedRequest.of(forced, latency_s=predicted))
         cluster.infer(torch.randn(1, 3, 16, 16), doc)  # warm-up: workers load their weights
         outcome = cluster.infer(torch.randn(1, 3, 16, 16), doc)[0]
         assert predicted > 0.1 and abs(outcome.latency_s - predicted) / predicted < 0.15, (outcome.latency_s, predicted)
-        assert req["placement"]["stage1"] in problem.devices
+        assert dict(req.placement)["stage1"] in problem.devices and req.latency_s > 0
     finally:
         cluster.shutdown()
 
@@ -196,7 +205,7 @@ def all_on_a(problem):
     compute alone), and the cost model's prediction for it."""
     cand = next(c for c in problem.candidates if not c.plan)
     predicted = problem.latency_s(cand, np.zeros(len(cand.units), int))
-    return {"requests": [{"placement": {u: "a" for u in problem.units}, "latency_s": predicted}]}, predicted
+    return StepPlan.of(PlannedRequest.of({u: "a" for u in problem.units}, latency_s=predicted)), predicted
 
 
 def test_device_emulation_matches_the_cost_model_and_serves_a_step_side_by_side(setup):
@@ -270,7 +279,7 @@ def test_a_killed_worker_loses_no_request(setup):
             if not o.drops:
                 assert torch.allclose(o.logits[0], full[o.index], atol=1e-5)
         with pytest.raises(UserInputError, match="no live worker"):
-            cluster._submit(x[:1], plan["requests"][0]["placement"], [])
+            submit(cluster, request_input(x, 0), plan.requests[0].segments(), DropPlan())
         ray.kill(cluster.actors["c"])  # dies between steps: the energy accounting finds it
         with pytest.raises(ray.exceptions.RayActorError):  # (once Ray knows it is gone)
             for _ in range(100):
@@ -301,7 +310,7 @@ def test_requests_in_flight_finish_through_the_shortcut_of_a_dead_worker(setup):
         placement = {u: "a" for u in problem.units}
         placement["stage3.block2"] = "b"  # an identity block, droppable above the threshold
         placement["head"] = "c"
-        plan = {"feasible": True, "requests": [{"placement": placement, "drops": [], "latency_s": 0.0}]}
+        plan = StepPlan.of(PlannedRequest.of(placement))
         x = torch.randn(6, 3, 16, 16)
         replans = []
         timer = threading.Timer(0.15, lambda: ray.kill(cluster.actors["b"]))
@@ -310,7 +319,7 @@ def test_requests_in_flight_finish_through_the_shortcut_of_a_dead_worker(setup):
         timer.join()
         assert replans == []  # nothing re-planned: the shortcut completed them
         assert all(o.logits is not None and o.error is None for o in outcomes)
-        assert all(o.shortcut and o.drops == ["stage3.block2:DC"] and o.attempts == 1 for o in outcomes)
+        assert all(o.shortcut and o.drops == DropPlan.dc(["stage3.block2"]) and o.attempts == 1 for o in outcomes)
         print(f"shortcut: sent {len(outcomes)}, answered {sum(o.logits is not None for o in outcomes)}, "
               f"through the shortcut {sum(o.shortcut for o in outcomes)}, re-planned {len(replans)}, "
               f"failed {sum(o.error is not None for o in outcomes)}")
@@ -321,8 +330,8 @@ def test_requests_in_flight_finish_through_the_shortcut_of_a_dead_worker(setup):
 
         # A dead worker whose unit is a first block (projection shortcut) cannot be skipped.
         placement["stage3.block2"], placement["stage4.block1"] = "a", "b"
-        cluster.alive["b"] = True  # pretend it is back, so that the plan is submitted
-        outcome = cluster.infer(x[:1], plan)[0]
+        cluster.health.state["b"] = State.ALIVE  # pretend it is back, so that the plan is submitted
+        outcome = cluster.infer(x[:1], StepPlan.of(PlannedRequest.of(placement)))[0]
         assert outcome.logits is None and not outcome.shortcut and "worker failed" in outcome.error
     finally:
         cluster.shutdown()
@@ -411,7 +420,7 @@ def test_controller_measures_device_speeds_from_what_workers_ran(setup):
         stats = controller.cluster.stats()
         # The workers' MAC counts are the cost model's for the drop sets that ran.
         plan = controller.problem
-        expected = sum(next(c for c in plan.candidates if c.plan == DropPlan.of(o.drops)).macs.sum() for o in outcomes)
+        expected = sum(next(c for c in plan.candidates if c.plan == o.drops).macs.sum() for o in outcomes)
         assert report.answered == 4 and sum(s["macs"] for s in stats.values()) == pytest.approx(expected)
         measured = {name: s["macs"] / s["busy_s"] / 1e9 for name, s in stats.items() if s["busy_s"] > 0}
         for name, speed in measured.items():
@@ -507,13 +516,13 @@ def test_a_worker_holds_only_the_weights_of_the_units_it_hosts(setup):
     with torch.no_grad():
         inbound = model.run_units(problem.units[:4], x)
         expected = model.run_units(units, inbound)
-    got = from_wire(worker.run(to_wire(inbound), units, []))
+    got = from_wire(worker.run(to_wire(inbound), units, DropPlan()))
     assert torch.allclose(got, expected, atol=1e-6)
     # Placed elsewhere: the worker frees what it no longer hosts, and runs a unit again when asked.
     worker.place(units[2:])
     assert worker.weight_bytes() == sum(problem.profile[u].weight_bytes for u in units[2:])
     assert all(t.is_meta for k, t in worker.model.state_dict().items() if k.startswith(worker.model.unit_prefixes(units[0])))
-    again = from_wire(worker.run(to_wire(inbound), units, []))
+    again = from_wire(worker.run(to_wire(inbound), units, DropPlan()))
     assert torch.allclose(again, expected, atol=1e-6)
 
 
@@ -569,8 +578,7 @@ def test_a_hung_worker_is_routed_around_within_the_deadline_and_rejoins(setup):
         around["head"] = "c"
         through = dict(around)
         through["stage3.block2"] = "b"  # an identity block, droppable above the threshold
-        plan = {"feasible": True, "requests": [{"placement": around, "drops": [], "latency_s": 0.0},
-                                               {"placement": through, "drops": [], "latency_s": 0.0}]}
+        plan = StepPlan.of(PlannedRequest.of(around), PlannedRequest.of(through))
         x = torch.randn(8, 3, 16, 16)
         cluster.infer(x[:2], plan)  # warm: every worker has loaded its units
         before = ray.get(cluster.actors["b"].stats.remote())["macs"]
@@ -582,7 +590,7 @@ def test_a_hung_worker_is_routed_around_within_the_deadline_and_rejoins(setup):
         assert set(order[: len(x) - len(needs_b)]) == set(range(0, len(x), 2))  # those not needing b ended first
         assert all(outcomes[i].logits is not None and not outcomes[i].shortcut and outcomes[i].attempts == 1
                    for i in range(0, len(x), 2))
-        assert all(outcomes[i].shortcut and outcomes[i].drops == ["stage3.block2:DC"] and outcomes[i].error is None
+        assert all(outcomes[i].shortcut and outcomes[i].drops == DropPlan.dc(["stage3.block2"]) and outcomes[i].error is None
                    for i in needs_b)
         assert replans == [] and cluster.suspected == {"b"} and not cluster.alive["b"]
         assert all(outcomes[i].latency_s >= 3.0 for i in needs_b)  # their latency counts the attempt that timed out
@@ -627,7 +635,7 @@ def test_every_worker_dead_fails_each_request_with_a_reason(setup):
             time.sleep(0.1)
         ended = []
         outcomes, plan = controller.serve_step(torch.randn(3, 3, 16, 16), on_done=ended.append)
-        assert plan["error"] == "no device alive" and len(ended) == 3
+        assert plan.error == "no device alive" and not plan.feasible and len(ended) == 3
         assert all(o.logits is None and o.error == "no device alive" for o in outcomes)
     finally:
         controller.shutdown()
@@ -637,7 +645,6 @@ def test_the_runtimes_energy_is_the_planners_for_the_plan_it_ran(setup):
     """One cost model: under emulation, the energy the controller charges each device after a
     step equals Problem.evaluate's for the step's plan (the sender pays transmit energy), and
     each request takes at least the latency the planner predicts for it."""
-    from adaptive_resnet.planning.plan_file import request_plan
     from adaptive_resnet.runtime.controller import Controller
 
     root, _, problem = setup
@@ -647,7 +654,7 @@ def test_the_runtimes_energy_is_the_planners_for_the_plan_it_ran(setup):
         outcomes, plan = controller.serve_step(torch.randn(4, 3, 16, 16))
         assert all(o.logits is not None for o in outcomes)
         step = controller.problem
-        evaluation = step.evaluate([request_plan(step, r, k) for k, r in enumerate(plan["requests"])])
+        evaluation = step.evaluate(plan.solution.requests)  # the very plan objects the runtime ran
         charged = dict(zip(step.devices, controller._spent.tolist()))
         assert any(v > 0 for v in evaluation.energy_j.values())
         for name in step.devices:

@@ -12,7 +12,9 @@ from adaptive_resnet.accuracy import AccuracyTable
 from adaptive_resnet.errors import UserInputError
 from adaptive_resnet.models import DropPlan
 from adaptive_resnet.planning import Problem
-from adaptive_resnet.runtime.cluster import RayCluster, one_node, plan_for
+from adaptive_resnet.planning.step_plan import PlannedRequest, StepPlan
+from adaptive_resnet.runtime.cluster import RayCluster, one_node
+from adaptive_resnet.runtime.recovery import plan_for
 from adaptive_resnet.system import parse_scenario
 from adaptive_resnet.train import TrainConfig, build_model
 
@@ -52,7 +54,7 @@ def test_node_removed_under_load(tmp_path):
             RayCluster(Problem(four, accuracy=table), str(tmp_path / "ckpt.pt"))
         runtime = RayCluster(problem, str(tmp_path / "ckpt.pt"), emulate_links=True)
         placement = {u: "abc"[min(3 * i // len(problem.units), 2)] for i, u in enumerate(problem.units)}
-        plan = {"feasible": True, "requests": [{"placement": placement, "drops": []}]}
+        plan = StepPlan.of(PlannedRequest.of(placement))
         x = torch.randn(6, 3, 16, 16)
         runtime.infer(x[:1], plan)  # warm-up
         rates = runtime.probe_rates()  # every link between the three nodes, in rounds

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from adaptive_resnet.models import DropPlan
+from adaptive_resnet.planning.step_plan import PlannedRequest, StepPlan
 
 pytestmark = pytest.mark.ray
 
@@ -41,14 +42,14 @@ def cluster(tmp_path_factory):
     ray.shutdown()
 
 
-def plan_doc(problem, drops: str) -> dict:
+def plan_doc(problem, drops: str) -> StepPlan:
     """The units in quarters over the four devices, ``drops``' blocks placed nowhere."""
     plan = DropPlan() if drops == "none" else DropPlan.of(drops.split("+"))
     units, devices = problem.units, problem.devices
     placement = {u: devices[min(len(devices) * i // len(units), len(devices) - 1)] for i, u in enumerate(units)}
     for block, _ in plan.drops:
         placement[block] = None
-    return {"feasible": True, "requests": [{"placement": placement, "drops": [] if drops == "none" else drops.split("+")}]}
+    return StepPlan.of(PlannedRequest.of(placement, plan))
 
 
 def cluster_correct(runtime, images, labels, drops: str, chunk: int = 500) -> int:

@@ -21,16 +21,17 @@ import pytest
 import torch
 from PIL import Image
 
-from adaptive_resnet.runtime.cluster import Outcome
+from adaptive_resnet.planning.step_plan import StepPlan
+from adaptive_resnet.runtime.chains import Outcome
 from adaptive_resnet.runtime.server import MAX_BODY_BYTES, Server, serve_in_thread
 
 
 class StandIn:
     """A controller whose steps take ``step_s`` and answer class 7 (``hang``: until released)."""
 
-    def __init__(self, step_s: float = 0.05, hang: bool = False) -> None:
+    def __init__(self, step_s: float = 0.05, hang: bool = False, devices: tuple[str, ...] = ("a",)) -> None:
         self.scenario = SimpleNamespace(model=SimpleNamespace(input_size=8))
-        self.cluster = SimpleNamespace(alive={"a": True}, dead=set(), suspected=set())
+        self.cluster = SimpleNamespace(health=SimpleNamespace(states=lambda: dict.fromkeys(devices, "alive")))
         self.step_s, self.release, self.ran = step_s, threading.Event(), []
         if not hang:
             self.release.set()
@@ -46,7 +47,7 @@ class StandIn:
             outcomes.append(Outcome(i, logits=logits, latency_s=self.step_s))
             if on_done:
                 on_done(outcomes[-1])
-        return outcomes, {"requests": [], "objective": 0.0}
+        return outcomes, StepPlan((), True, 0.0)
 
 
 def png() -> bytes:

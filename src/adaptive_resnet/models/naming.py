@@ -118,10 +118,14 @@ class DropPlan:
                 raise unknown_choice("block", name, valid)
         return self
 
+    def entries(self) -> list[str]:
+        """``["stage3.block2:DC", ...]`` in network order: the list form :meth:`of` reads."""
+        return [f"{b}:{self.dropped(b).value}" for b in self.blocks()]  # type: ignore[union-attr]
+
     def __bool__(self) -> bool:
         return bool(self.drops)
 
     def __str__(self) -> str:
         if not self.drops:
             return "none"
-        return "+".join(f"{b}:{self.dropped(b).value}" for b in self.blocks())  # type: ignore[union-attr]
+        return "+".join(self.entries())

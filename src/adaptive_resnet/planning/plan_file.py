@@ -40,7 +40,7 @@ def plan_document(solution, problem: Problem) -> dict:
         "note": solution.note,
         "requests": [
             {
-                "drops": [f"{b}:{problem.candidates[r.candidate].plan.dropped(b).value}" for b in problem.candidates[r.candidate].plan.blocks()],
+                "drops": problem.candidates[r.candidate].plan.entries(),
                 "accuracy": problem.candidates[r.candidate].accuracy,
                 "accuracy_estimated": problem.candidates[r.candidate].estimated,
                 "latency_s": ev.latencies_s[i],

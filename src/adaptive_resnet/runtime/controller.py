@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from adaptive_resnet.errors import UserInputError
+from adaptive_resnet.planning.step_plan import StepPlan
 from adaptive_resnet.runtime.cluster import Outcome, RayCluster
+from adaptive_resnet.runtime.recovery import HEARTBEAT_S, plan_for
 
 # Measured latency within this of the predicted, an emulated step is faithful (docs/runtime.md promises 15%).
 CALIBRATION_TOLERANCE = 0.10
@@ -86,7 +88,7 @@ class Controller:
         # step by step, from its first step again after its last; a real network is probed.
         self.rate_trace = rate_trace
         self.steps = 0  # time steps served so far
-        self.current_plan: dict | None = None
+        self.current_plan: StepPlan | None = None
         self._seen = {name: (0.0, 0.0) for name in scenario.device_names}  # (busy_s, macs) so far
         # Workers' counts (DeviceWorker.stats): the last read of each (a worker that died keeps
         # what it had counted), and the part of them that calibration runs made (not charged).
@@ -94,7 +96,7 @@ class Controller:
         self._set_aside: dict[str, dict] = {name: _zero_stats() for name in scenario.device_names}
         self._steps_measured = np.zeros(len(scenario.devices), int)
 
-    def plan(self, requests: int, rates_mbps: np.ndarray | None = None) -> dict:
+    def plan(self, requests: int, rates_mbps: np.ndarray | None = None) -> StepPlan:
         """Re-plan for this step with the given (or freshly drawn) rates and what is left of batteries."""
         from adaptive_resnet.planning import solve
 
@@ -109,33 +111,29 @@ class Controller:
             rates_mbps = self.rate_trace[self.steps % len(self.rate_trace) + 1]
         if rates_mbps is None and self.scenario.rates_mbps.range is not None:
             rates_mbps = self.scenario.rate_matrix(self.rng)  # a fresh draw from the scenario's range each step
-        alive = np.array([self.cluster.alive[d] for d in self.problem.devices])
+        alive = np.array([self.cluster.health.alive(d) for d in self.problem.devices])
         self.problem = self.base.derive(rates_mbps=rates_mbps, requests=requests, energy_j=np.maximum(self.battery - self._spent, 0.0),
                                         available=alive, speeds_gmacs=self.speeds_gmacs if self.measure_speeds else None)
         self.cluster.problem = self.problem  # the emulated links follow the step's rates
-        return solve(self.problem, self.solver).to_json(self.problem)
+        return StepPlan.from_solution(solve(self.problem, self.solver), self.problem)
 
-    def serve_step(self, images, on_done=None) -> tuple[list[Outcome], dict]:
+    def serve_step(self, images, on_done=None) -> tuple[list[Outcome], StepPlan]:
         """One time step without labels: a heartbeat (suspected workers that answer rejoin,
         silent ones are left out), re-plan, run ``images`` through the cluster, account energy.
         ``on_done(outcome)`` is called as each request ends (:meth:`RayCluster.infer`)."""
-        self.cluster.heartbeat()
-        if not any(self.cluster.alive.values()):
-            plan = {"feasible": False, "requests": [], "error": "no device alive"}
-        else:
-            plan = self.plan(len(images))
+        health = self.cluster.health
+        health.heartbeat(HEARTBEAT_S)
+        plan = self.plan(len(images)) if health.any_alive() else StepPlan.failed("no device alive")
         self.steps += 1
         self.replans += 1
         self.current_plan = plan  # what this step runs, for status pages, before its requests end
-        if plan.get("feasible", False):
+        if plan.feasible:
             self.cluster.preload(plan)
 
-        def replan(unusable):
+        def replan(unusable: list[str]) -> StepPlan:
             self.replans += 1
-            from adaptive_resnet.runtime.cluster import plan_for
-
-            if not any(self.cluster.alive.values()):
-                return {"feasible": False, "requests": [], "error": "no device alive"}
+            if not health.any_alive():
+                return StepPlan.failed("no device alive")
             return plan_for(self.problem, self.solver, unusable)
 
         outcomes = self.cluster.infer(images, plan, replan=replan, on_done=on_done)
@@ -179,7 +177,7 @@ class Controller:
         rng_state = self.rng.bit_generator.state
         plan = self.plan(len(images))
         self.rng.bit_generator.state = rng_state
-        if not plan.get("feasible", False):
+        if not plan.feasible:
             return trials
         before = self.cluster.stats()
         self.cluster.preload(plan)

@@ -38,6 +38,8 @@ from collections import Counter
 import numpy as np
 
 from adaptive_resnet.errors import UserInputError
+from adaptive_resnet.models.naming import DropPlan
+from adaptive_resnet.planning.step_plan import StepPlan
 
 MAX_BODY_BYTES = 8 << 20  # an image upload; larger declared or sent bodies are refused (413)
 BODY_TIMEOUT_S = 30.0  # a client has this long to send its body (408 after)
@@ -115,7 +117,7 @@ class Server:
         self.counts = {"answered": 0, "failed": 0, "shortcut": 0, "steps": 0}
         self.failed_by_reason: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
-        self.last_plan: dict | None = None
+        self.last_plan: StepPlan | None = None
         self.recent: list[tuple[float, float]] = []  # (latency_s, accuracy) of the last answered requests
         self.metrics = _Metrics()
         self.accepting = True
@@ -172,38 +174,30 @@ class Server:
         pending.finish(504, {"error": f"no answer within {self.request_timeout_s:.0f} s"}, "timeout")
 
     def status(self) -> dict:
-        cluster = self.controller.cluster
-        devices = {name: "dead" if name in cluster.dead else "suspected" if name in cluster.suspected else "alive" if ok else "dead"
-                   for name, ok in cluster.alive.items()}
-        plan = getattr(self.controller, "current_plan", None) or self.last_plan or {}
-        drops = sorted({",".join(r.get("drops", [])) or "none" for r in plan.get("requests", [])})
+        devices = self.controller.cluster.health.states()
+        plan = getattr(self.controller, "current_plan", None) or self.last_plan or StepPlan.failed("no step yet")
+        drops = sorted({",".join(d.entries()) or "none" for d in plan.dropped()})
         with self._counts_lock:
             counts = dict(self.counts)
             by_reason = dict(self.failed_by_reason)
             recent = list(self.recent)
-        return {"devices": devices, "last_plan_drops": drops, "objective": plan.get("objective"),
+        return {"devices": devices, "last_plan_drops": drops, "objective": plan.objective,
                 **counts, "failed_by_reason": by_reason, "queued": self.queue.qsize(), "cluster": self.cluster_view(devices, recent, plan)}
 
-    def cluster_view(self, states: dict[str, str], recent: list[tuple[float, float]], plan: dict) -> dict:
+    def cluster_view(self, states: dict[str, str], recent: list[tuple[float, float]], plan: StepPlan) -> dict:
         """What the live page shows: each device with the blocks it hosts this step, its state,
         battery and busy time; the blocks dropped this step; the link rates; recent latency
         and accuracy."""
         controller = self.controller
         problem = getattr(controller, "problem", None)
-        hosts: dict[str, set[str]] = {name: set() for name in states}
-        dropped: set[str] = set()
-        for req in plan.get("requests", []):
-            for unit, device in req.get("placement", {}).items():
-                if device in hosts:
-                    hosts[device].add(unit)
-            dropped.update(req.get("drops", []))
-        order = {u: k for k, u in enumerate(problem.units)} if problem is not None else {}
+        hosted = plan.hosts()
+        dropped = {entry for drops in plan.dropped() for entry in drops.entries()}
         spent = getattr(controller, "_spent", None)
         battery = getattr(controller, "battery", None)
         names = list(states)
         devices = []
         for k, name in enumerate(names):
-            devices.append({"name": name, "state": states[name], "hosts": sorted(hosts[name], key=lambda u: order.get(u, 0)),
+            devices.append({"name": name, "state": states[name], "hosts": hosted.get(name, []),
                             "energy_spent_j": float(spent[k]) if spent is not None else None,
                             "battery_j": float(battery[k] - spent[k]) if battery is not None and spent is not None else None})
         links = None
@@ -217,15 +211,12 @@ class Server:
                            "accuracy_mean": float(np.mean(accuracies)) if accuracies else None},
                 "steps": self.counts["steps"]}
 
-    def _accuracy(self, drops: list[str]) -> float | None:
+    def _accuracy(self, drops: DropPlan) -> float | None:
         """g(y) of a drop set, from the step's problem (the accuracy the planner counted on)."""
-        from adaptive_resnet.models.naming import DropPlan
-
         problem = getattr(self.controller, "problem", None)
         if problem is None:
             return None
-        plan = DropPlan.of(drops)
-        return next((c.accuracy for c in problem.candidates if c.plan == plan), None)
+        return next((c.accuracy for c in problem.candidates if c.plan == drops), None)
 
     def metrics_text(self) -> bytes:
         """The Prometheus exposition of the counters and of the cluster's gauges, now."""
@@ -293,7 +284,7 @@ class Server:
                 return
             k = int(outcome.logits.argmax(1)[0])
             answer = {"class_index": k, "latency_s": outcome.latency_s, "predicted_latency_s": outcome.predicted_latency_s,
-                      "drops": outcome.drops, "attempts": outcome.attempts, "shortcut": outcome.shortcut}
+                      "drops": outcome.drops.entries(), "attempts": outcome.attempts, "shortcut": outcome.shortcut}
             if self.classes and k < len(self.classes):
                 answer["class"] = self.classes[k]
             def record() -> None:

@@ -102,7 +102,7 @@ class DeviceWorker:
             self.loaded.add(name)
         return sorted(self.loaded)
 
-    def run(self, x, units: list[str], drops: list[str], inbound_rate_mbps: float | None = None, deadline_unix: float | None = None,
+    def run(self, x, units: list[str], drops: DropPlan, inbound_rate_mbps: float | None = None, deadline_unix: float | None = None,
             sender: str | None = None):
         """Run ``units`` on ``x`` (after emulating its transfer from ``sender`` at ``inbound_rate_mbps``).
 
@@ -129,7 +129,7 @@ class DeviceWorker:
             if sender is not None:
                 self.received_s[sender] = self.received_s.get(sender, 0.0) + delay
         self.load(units)
-        plan = DropPlan.of(drops)
+        plan = drops
         t0 = time.perf_counter()
         with torch.no_grad():
             out = self.model.run_units(units, x, plan)
