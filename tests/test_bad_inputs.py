@@ -321,6 +321,9 @@ def test_run_and_serve_refuse_before_any_worker_starts(files, tmp_path, tiny_che
         (serve + ["--classes", "a,b"], "--classes needs 10"),
         (serve + ["--port", busy_port], "cannot listen"),
         (serve + ["--solver", "nope"], "unknown solver"),
+        (serve + ["--deadline", "0"], "greater than 0"),
+        (serve + ["--deadline", "inf"], "finite"),
+        (run + ["--deadline", "-2"], "greater than 0"),
         (["serve", files["tiny"], "--checkpoint", str(wide)], "does not match"),
     ]
     try:

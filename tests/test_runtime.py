@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 import time
@@ -663,4 +664,106 @@ def test_the_runtimes_energy_is_the_planners_for_the_plan_it_ran(setup):
             assert o.predicted_latency_s == pytest.approx(predicted)
             assert o.latency_s >= predicted * 0.999  # emulation waits out at least the modelled times
     finally:
+        controller.shutdown()
+
+
+def test_a_worker_hung_mid_step_costs_the_service_one_step_over_http(setup):
+    """SIGSTOP the worker a step's plan relies on, after the step has placed its units and before
+    its requests go out (so that the hang is met mid-step, not by the heartbeat): that step's
+    requests miss their deadline, are re-planned on the other workers and answered (200, two
+    attempts); the next step does not wait for the hung worker (planned without it, one attempt,
+    /status says suspected); after SIGCONT it rejoins. Every request has exactly one outcome."""
+    import json
+    import os
+    import signal
+    import urllib.error
+    import urllib.request
+
+    import ray
+    from PIL import Image
+
+    from adaptive_resnet.runtime.controller import Controller
+    from adaptive_resnet.runtime.server import Server, serve_in_thread
+
+    root, _, problem = setup
+    controller = Controller(problem, str(root / "ckpt.pt"), "fast", emulate_links=False, deadline_s=3.0)
+    server = Server(controller, step_s=0.3)
+    url, stop = serve_in_thread(server)
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, format="PNG")
+    image = buf.getvalue()
+    sent, answers = 0, []
+
+    def post() -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url + "/classify", data=image, method="POST"), timeout=300) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def step(n: int = 4) -> list[tuple[int, dict]]:
+        nonlocal sent
+        got: list = [None] * n
+
+        def one(k: int) -> None:
+            got[k] = post()
+
+        threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sent += n
+        answers.extend(got)
+        return got
+
+    def status() -> dict:
+        with urllib.request.urlopen(url + "/status", timeout=30) as r:
+            return json.loads(r.read())
+
+    hung: dict[str, int] = {}
+    preload = controller.cluster.preload
+
+    def preload_then_hang(plan):
+        preload(plan)
+        if hung.get("armed"):
+            hung["armed"] = 0
+            hosts = plan.hosts()
+            victim = max(hosts, key=lambda d: ("head" in hosts[d], d))  # one every request passes through
+            hung["pid"] = ray.get(controller.cluster.actors[victim].pid.remote(), timeout=30)
+            hung["name"] = victim
+            os.kill(hung["pid"], signal.SIGSTOP)
+
+    controller.cluster.preload = preload_then_hang
+    try:
+        assert all(s == 200 and d["attempts"] == 1 for s, d in step())  # warm: every worker has its units
+        hung["armed"] = 1
+        during = step()
+        assert "pid" in hung, "the step did not run"
+        victim = hung["name"]
+        assert all(s == 200 for s, _ in during), during  # recovered, not failed
+        assert any(d["attempts"] == 2 or d["shortcut"] for _, d in during)  # they needed the hung worker
+        assert status()["devices"][victim] == "suspected"
+        after = step()
+        assert all(s == 200 and d["attempts"] == 1 and not d["shortcut"] for s, d in after), after
+        assert victim not in controller.current_plan.hosts()  # planned without it: nothing waits on it
+    finally:
+        if "pid" in hung:
+            os.kill(hung["pid"], signal.SIGCONT)
+    try:
+        for _ in range(20):  # a heartbeat each step hears from it again
+            step(1)
+            if status()["devices"][victim] == "alive":
+                break
+            time.sleep(0.2)
+        final = status()
+        assert final["devices"][victim] == "alive"
+        answered = sum(s == 200 for s, _ in answers)
+        failed = [d.get("error") for s, d in answers if s != 200]
+        print(f"hung worker over HTTP: sent {sent}, answered {answered}, failed {len(failed)} {failed}, "
+              f"lost {sent - len(answers)}; server counts answered {final['answered']}, failed {final['failed']}")
+        assert len(answers) == sent and final["answered"] + final["failed"] == sent and not failed
+    finally:
+        stop()
+        server.close()
         controller.shutdown()

@@ -26,6 +26,7 @@ def run_cli(
     compiled_graphs: bool = opts.COMPILED_GRAPHS,
     time_dilation: str = opts.RUN_TIME_DILATION,
     rate_trace: Path = opts.RATE_TRACE,
+    deadline: float = opts.DEADLINE,
 ) -> None:
     """Send test images through Ray workers; print accuracy, latency measured vs predicted, energy."""
     import numpy as np
@@ -47,7 +48,8 @@ def run_cli(
     steps = -(-len(data) // per_step)
     trace = read_trace(rate_trace, sc.device_names, steps) if rate_trace else None
     controller = Controller(problem, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
-                            compiled_graphs=compiled_graphs, time_dilation=dilation, rate_trace=trace)
+                            compiled_graphs=compiled_graphs, time_dilation=dilation, rate_trace=trace,
+                            deadline_s=deadline)
     report = RunReport()
     try:
         if calibrate and controller.cluster.emulate_links and len(data):

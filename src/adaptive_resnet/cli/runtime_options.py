@@ -9,6 +9,9 @@ from adaptive_resnet.cli import checks
 SCENARIO = typer.Argument(..., help="Scenario YAML whose model matches the checkpoint.")
 CHECKPOINT = typer.Option(..., callback=checks.existing_file, help="Checkpoint written by `adaptive-resnet train`.")
 SOLVER = typer.Option("fast")
+DEADLINE = typer.Option(None, "--deadline", callback=checks.number(gt=0, le=86400),
+                        help="Seconds one attempt of a request may take before the worker it waits on is suspected and the "
+                             "request is recovered (default: 4x the plan's predicted latency x the step's requests + 10 s).")
 EMULATE_LINKS = typer.Option(None, "--emulate-links/--no-emulate-links",
                              help="Wait size/rate on every hop and stretch compute to the devices' speeds (one machine standing "
                                   "for a network). Default: on when the Ray cluster is one node, off on several (a real network).")

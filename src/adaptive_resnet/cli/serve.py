@@ -26,6 +26,7 @@ def serve_cli(
     compiled_graphs: bool = opts.COMPILED_GRAPHS,
     time_dilation: str = opts.TIME_DILATION,
     rate_trace: Path = opts.RATE_TRACE,
+    deadline: float = opts.DEADLINE,
     classes: str = typer.Option(None, help="Comma-separated class names, to answer names as well as indices."),
     max_queue: int = typer.Option(256, callback=checks.number(ge=1, le=100_000),
                                   help="Requests that may wait for a step; beyond, 503 with Retry-After."),
@@ -48,7 +49,8 @@ def serve_cli(
     sock = bind(host, port)  # before any worker starts: a port in use is refused at once
     trace = read_trace(rate_trace, sc.device_names) if rate_trace else None  # repeats after its last round
     controller = Controller(problem, str(checkpoint), solver, emulate_links, address, measure_speeds=measure_speeds, probe_rates=probe_rates,
-                            compiled_graphs=compiled_graphs, time_dilation=dilation, rate_trace=trace)
+                            compiled_graphs=compiled_graphs, time_dilation=dilation, rate_trace=trace,
+                            deadline_s=deadline)
     if calibrate and controller.cluster.emulate_links:
         import torch
 

@@ -59,7 +59,7 @@ def check_checkpoint_matches(scenario, checkpoint: str) -> None:
 class Controller:
     def __init__(self, problem, checkpoint: str, solver: str = "fast", emulate_links: bool | None = None, address: str | None = None, seed: int = 0,
                  measure_speeds: bool | None = None, probe_rates: bool | None = None, compiled_graphs: bool = False,
-                 time_dilation: float = 1.0, rate_trace: dict[int, np.ndarray] | None = None):
+                 time_dilation: float = 1.0, rate_trace: dict[int, np.ndarray] | None = None, deadline_s: float | None = None):
         scenario = problem.scenario  # ``problem``: the scenario as load_problem reads it
         check_checkpoint_matches(scenario, checkpoint)
         self.scenario, self.solver = scenario, solver
@@ -68,7 +68,7 @@ class Controller:
         self.battery = np.array([d.energy_j for d in scenario.devices], float)
         self.problem = problem
         self.cluster = RayCluster(self.problem, checkpoint, address=address, emulate_links=emulate_links, compiled=compiled_graphs,
-                                  time_dilation=time_dilation)
+                                  time_dilation=time_dilation, deadline_s=deadline_s)
         emulate_links = self.cluster.emulate_links  # None: decided by the cluster (one node or several)
         if rate_trace is not None and not emulate_links:
             self.cluster.shutdown()
