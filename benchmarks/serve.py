@@ -53,6 +53,20 @@ def old_front(commit: str):
     return module
 
 
+class AsBefore:
+    """The controller as the old front knew it: plans as JSON-like documents, drops as strings."""
+
+    def __init__(self, controller) -> None:
+        self.controller = controller
+        self.scenario, self.cluster = controller.scenario, controller.cluster
+
+    def serve_step(self, images, on_done=None):
+        outcomes, plan = self.controller.serve_step(images)
+        for o in outcomes:
+            o.drops = o.drops.entries()
+        return outcomes, {"requests": [{"drops": r.drops.entries()} for r in plan.requests], "objective": plan.objective}
+
+
 def png(rng) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, format="PNG")
@@ -124,7 +138,7 @@ def main() -> None:
             direct_s = (time.perf_counter() - t0) / repeats  # one step of `clients` requests, no HTTP
             for name in ("before", "after"):
                 if name == "before":
-                    server = old.Server(controller, step_s=0.05)
+                    server = old.Server(AsBefore(controller), step_s=0.05)
                     httpd = old.http_server(server, "127.0.0.1", 0)
                     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
                     thread.start()
