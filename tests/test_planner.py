@@ -414,3 +414,58 @@ def test_fast_repairs_a_plan_whose_last_requests_fit_nowhere():
     assert problem.evaluate(repaired.requests).objective == pytest.approx(repaired.evaluation.objective)
     exact = solve(problem, "exact")
     assert exact.feasible and exact.evaluation.objective <= repaired.evaluation.objective + 1e-12
+
+
+def brute_force_admission(problem: Problem) -> tuple[int, float]:
+    """(the most requests any plan serves within every capacity, the best objective serving them),
+    by enumerating every plan of k requests, k = 0, 1, ..."""
+    options = [(c, np.array(devs)) for c, cand in enumerate(problem.candidates)
+               for devs in itertools.product(range(len(problem.devices)), repeat=len(cand.units))]
+    most, best = 0, 0.0
+    for k in range(1, problem.requests + 1):
+        found = [ev.objective for combo in itertools.combinations_with_replacement(range(len(options)), k)
+                 if (ev := problem.evaluate([RequestPlan(*options[i]) for i in combo], requests=k)).feasible]
+        if not found:
+            break
+        most, best = k, min(found)
+    return most, best
+
+
+SMALL = """  - {{name: a, memory_mb: {m}, speed_gmacs: 1, compute_limit_gmac: {c}, energy_j: 60}}
+  - {{name: b, memory_mb: {m}, speed_gmacs: 2, compute_limit_gmac: {c}, energy_j: 60}}"""
+
+
+@pytest.mark.parametrize(("memory_mb", "compute_gmac"), [(100, 5), (45, 6), (25, 100), (100, 3.3)])
+def test_admission_serves_the_most_requests_that_fit_as_brute_force_finds(memory_mb, compute_gmac):
+    """exact admits exactly as many as brute force finds fit, with the optimal plan for them;
+    fast (a greedy heuristic: requests packed across devices may need routes it does not try)
+    admits a feasible plan of at most that many, and names the binding resource."""
+    from adaptive_resnet.planning import admit
+
+    problem = Problem(scenario(SMALL.format(m=memory_mb, c=compute_gmac), requests=4, rates="default: 8"), PROFILE, TABLE)
+    most, optimum = brute_force_admission(problem)
+    assert 0 < most < problem.requests, "the instance should fit some requests but not all"
+    exact = admit(problem, "exact", time_limit_s=10)
+    ev = problem.evaluate(exact.requests, requests=exact.served)
+    assert ev.feasible and exact.served == most, (exact.served, most, exact.note)
+    assert ev.objective == pytest.approx(optimum, rel=1e-9) and exact.unserved_reason
+    fast = admit(problem, "fast")
+    assert problem.evaluate(fast.requests, requests=fast.served).feasible and 0 < fast.served <= most
+    assert fast.unserved_reason and f"admitted {fast.served} of 4" in fast.note
+
+
+def test_a_round_with_more_requests_than_fit_is_planned_in_one_solve(monkeypatch, tmp_path):
+    """simulate --request-rate 300: each round is planned by one call of the solver, which
+    itself decides how many requests to serve (no re-solve with one request fewer)."""
+    import adaptive_resnet.planning as planning
+    from adaptive_resnet.simulation.simulator import SimConfig, simulate
+
+    calls = []
+    real = planning.solve
+    monkeypatch.setattr(planning, "solve", lambda *a, **k: calls.append(a[0].requests) or real(*a, **k))
+    problem = planning.load_problem("scenarios/small.yaml")
+    result = simulate(problem, SimConfig(rounds=2, request_rate=300, solver="fast", seed=0), progress=False)
+    rows = result["rounds"]
+    assert len(calls) == len(rows) == 2  # one solve a round
+    assert all(r["served"] < r["requests"] and r["unserved_reason"] for r in rows), rows
+    assert all(r["served"] > 0 for r in rows)

@@ -767,3 +767,21 @@ def test_a_worker_hung_mid_step_costs_the_service_one_step_over_http(setup):
         stop()
         server.close()
         controller.shutdown()
+
+
+def test_requests_beyond_what_the_plan_admits_fail_at_once_with_the_binding_resource(setup):
+    """A step's plan that admits fewer requests than came (the planner's admission): the
+    admitted ones run, the others end at once with the reason, none runs, none is lost."""
+    root, _, problem = setup
+    cluster = RayCluster(problem, str(root / "ckpt.pt"), emulate_links=False)
+    try:
+        route = manual_plan(problem).requests[0]
+        plan = StepPlan((route, route), True, 0.5, None, None, "compute[b]: 9.3 GMAC > 5.0 GMAC")
+        ended = []
+        outcomes = cluster.infer(torch.randn(5, 3, 16, 16), plan, on_done=ended.append)
+        assert sorted(o.index for o in ended) == list(range(5))
+        assert [o.logits is not None for o in outcomes] == [True, True, False, False, False]
+        assert all(o.error == "not admitted: compute[b]: 9.3 GMAC > 5.0 GMAC" for o in outcomes[2:])
+        assert sum(s["macs"] for s in cluster.stats().values()) > 0
+    finally:
+        cluster.shutdown()

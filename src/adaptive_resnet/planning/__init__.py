@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+import numpy as np
+
 from adaptive_resnet.errors import UserInputError, unknown_choice
 from adaptive_resnet.planning.problem import Evaluation, Problem, RequestPlan, load_problem
 from adaptive_resnet.planning.solution import Solution
@@ -61,5 +63,35 @@ def solve(problem: Problem, solver: str, **options: object) -> Solution:
     return fn(problem, **options)
 
 
-__all__ = ["SOLVER_NAMES", "Evaluation", "Problem", "RequestPlan", "Solution", "check_solver", "load_problem", "solve",
+ADMITTING = ("exact", "fast")  # solvers that decide themselves how many requests to serve
+
+
+def admit(problem: Problem, solver: str, **options: object) -> Solution:
+    """A plan for as many of the step's requests as fit (most served first, then the
+    objective), with :attr:`Solution.unserved_reason` naming the binding resource when some are
+    left out. ``fast`` and ``exact`` decide it in their one solve (``admit=True``); the other
+    solvers plan all requests or none, so for them the count is found by bisection (fewer
+    requests never need more of any resource): at most 1 + log2(requests) solves."""
+    if solver in ADMITTING:
+        return solve(problem, solver, admit=True, **options)
+    sol = solve(problem, solver, **options)
+    if sol.feasible or problem.requests == 0:
+        return sol
+    reason = "; ".join(sol.evaluation.violations[:2]) or sol.note
+    all_devices = np.arange(len(problem.devices))
+    fits, fails, best = 0, problem.requests, None  # 0 requests always fit; all of them do not
+    while fails - fits > 1:
+        mid = (fits + fails) // 2
+        trial = solve(problem.subset(all_devices, mid), solver, **options)
+        if trial.feasible:
+            fits, best = mid, trial
+        else:
+            fails = mid
+    if best is None:
+        best = Solution(solver, [], problem.evaluate([], requests=0), sol.solve_time_s, note=sol.note)
+    best.unserved_reason = reason
+    return best
+
+
+__all__ = ["ADMITTING", "SOLVER_NAMES", "Evaluation", "Problem", "RequestPlan", "Solution", "admit", "check_solver", "load_problem", "solve",
            "solver_options"]

@@ -39,7 +39,53 @@ MASTER_ALL_COLUMNS = 200  # the integer master takes every column up to this man
 MASTER_STARTS = 12  # plans of the integer master's search that local search starts from
 
 
-def solve_exact(problem: Problem, time_limit_s: float = 1.0) -> Solution:
+def solve_exact(problem: Problem, time_limit_s: float = 1.0, admit: bool = False) -> Solution:
+    """The best plan found within ``time_limit_s`` and its lower bound (see the module).
+
+    ``admit``: when not every request fits, the plan serves as many as ``fast`` admits (one
+    solve), then is made exactly for that many. Fleets of more than ``POOLED_ABOVE`` devices
+    are planned pool by pool (:mod:`~adaptive_resnet.planning.pools`) within the time limit:
+    the flow program and column generation are built for the paper's scale, and the bound
+    there is the compute-only one."""
+    from adaptive_resnet.planning import pools
+
+    if len(problem.devices) > pools.POOLED_ABOVE:
+        sol = pools.solve_pooled(problem, "exact", admit=admit, time_limit_s=time_limit_s)
+        sol.note += "; exact's proof (column generation, flow program) is for fleets of up to " \
+                    f"{pools.POOLED_ABOVE} devices: this is the pooled plan"
+        return sol
+    if admit:
+        t0 = time.perf_counter()
+        admitted = solve_fast(problem, admit=True)
+        if admitted.served < problem.requests:
+            return _admit_exactly(problem, admitted, t0, time_limit_s)
+    return _solve_exact(problem, time_limit_s)
+
+
+def _admit_exactly(problem: Problem, admitted: Solution, t0: float, time_limit_s: float) -> Solution:
+    """From ``fast``'s admission of k requests: the exact plan for one more while one is found
+    (fast may admit fewer than fit), then for the most found, the better of it and fast's.
+    Each try gets half of what is left of the time limit."""
+    everyone = np.arange(len(problem.devices))
+    best, served = admitted, admitted.served
+    while served < problem.requests and time.perf_counter() - t0 < time_limit_s:
+        more = _solve_exact(problem.subset(everyone, served + 1), max(0.5 * (time_limit_s - (time.perf_counter() - t0)), 0.01))
+        if not more.feasible:
+            break
+        best, served = more, served + 1
+    if best is admitted and served:
+        part = _solve_exact(problem.subset(everyone, served), max(time_limit_s - (time.perf_counter() - t0), 0.01))
+        if part.feasible and part.evaluation.objective <= admitted.evaluation.objective:
+            best = part
+    best.solver = "exact"
+    best.unserved_reason = admitted.unserved_reason if served < problem.requests else ""
+    best.solve_time_s = time.perf_counter() - t0
+    if served < problem.requests:
+        best.note = f"admitted {served} of {problem.requests}: {best.unserved_reason}; {best.note}"
+    return best
+
+
+def _solve_exact(problem: Problem, time_limit_s: float) -> Solution:
     t0 = time.perf_counter()
     unconstrained = best_unconstrained(problem)
     best_c = int(np.argmin([u[0] for u in unconstrained]))

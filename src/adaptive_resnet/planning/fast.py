@@ -108,21 +108,23 @@ def improve(problem: Problem, requests: list[RequestPlan], passes: int = 2, time
 
 
 def greedy(problem: Problem, search: SearchOrder, extra_tries: int, budget: RouteBudget | None = None,
-           beat: float = np.inf) -> tuple[list[RequestPlan], int] | None:
+           beat: float = np.inf, admit: bool = False) -> tuple[list[RequestPlan], int] | None:
     """Requests placed one after another against what the earlier ones left: (plan, how many
     fit nowhere and got the unconstrained best instead), or None once ``budget`` is spent.
+    With ``admit``, the pass stops at the first request that fits nowhere: (the requests that
+    fit, how many are left out). Requests are alike, so the next one would fit nowhere either.
 
     With a finite ``beat`` (the objective of a feasible plan in hand) the pass gives up, with
     None, as soon as it cannot end below it: a request fits nowhere, or the requests placed so
     far plus the best the others could do reach it."""
     try:
-        return _greedy(problem, search, extra_tries, budget, beat)
+        return _greedy(problem, search, extra_tries, budget, beat, admit)
     except BudgetSpent:
         return None
 
 
 def _greedy(problem: Problem, search: SearchOrder, extra_tries: int, budget: RouteBudget | None,
-            beat: float = np.inf) -> tuple[list[RequestPlan], int] | None:
+            beat: float = np.inf, admit: bool = False) -> tuple[list[RequestPlan], int] | None:
     residual = Residual(problem)
     requests, unplaced = [], 0
     previous = None
@@ -132,6 +134,8 @@ def _greedy(problem: Problem, search: SearchOrder, extra_tries: int, budget: Rou
         if placed is None:
             if np.isfinite(beat):
                 return None
+            if admit:
+                return requests, R - k
             # Nothing fits: serve it the unconstrained best and let evaluation name the violation.
             unplaced += 1
             placed = (search.order[0], search.shortest[search.order[0]][1])
@@ -202,7 +206,7 @@ def primaries(problem: Problem, search: SearchOrder, count: int) -> list[int]:
 
 
 def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | None = None,
-               route_budget: int = FAST_ROUTE_BUDGET) -> Solution:
+               route_budget: int = FAST_ROUTE_BUDGET, admit: bool = False, time_limit_s: float | None = None) -> Solution:
     """Two greedy passes, each led by a drop set of :func:`primaries`: the first by the best one,
     the second by the next one or, if the first left requests out, by the leanest in the
     resource that ran short; the best plan is kept. The second runs while what is left of
@@ -212,38 +216,92 @@ def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | Non
 
     Why several leads: the best drop set alone fills the best devices and leaves the last
     requests the slow ones (N10-R10-tight: 0.5864 led by the best, 0.5659 led by a drop set
-    with 6% less compute, 0.5523 from ``exact``)."""
+    with 6% less compute, 0.5523 from ``exact``).
+
+    ``admit``: when not every request fits, serve as many as fit (most served first, then the
+    objective) rather than a plan that violates a capacity; :attr:`Solution.unserved_reason`
+    names the binding resource. On a fleet of more than ``POOLED_ABOVE`` devices the plan is
+    made pool by pool (:mod:`~adaptive_resnet.planning.pools`), within ``time_limit_s`` if given.
+    """
+    from adaptive_resnet.planning import pools
+
+    if len(problem.devices) > pools.POOLED_ABOVE:
+        return pools.solve_pooled(problem, "fast", admit=admit, time_limit_s=time_limit_s)
     t0 = time.perf_counter()
     search = search or SearchOrder.of(problem)
-    best = None
+    R = problem.requests
+    best = None  # (requests, unplaced, evaluation)
+
+    def rank(run, evaluation):
+        served = len(run[0]) if admit else R
+        return (served, evaluation.feasible, -evaluation.objective)
+
     spent = 0
     leads = primaries(problem, search, LEAD_CHOICES)
     for k in range(min(len(leads), GREEDY_PASSES)):
         if k > 0 and spent >= route_budget:
             break
-        if k == 1 and not best[2].feasible:
+        if k == 1 and (best[1] or not best[2].feasible):
             # The first pass left requests out: the leanest in the short resource leads next.
-            short = 1 if any(v.startswith("memory") for v in best[2].violations) else 0
+            short = 1 if any(v.startswith("memory") for v in _violations_of(problem, best, search)) else 0
             leads[1:] = sorted(leads[1:], key=lambda c: needs(problem, c)[short])
         lead = leads[k]
         order = SearchOrder([lead] + [c for c in search.order if c != lead], search.bounds, search.shortest)
         allowance = sys.maxsize if k == 0 else route_budget - spent  # the first pass always completes
         counter = RouteBudget(allowance)
-        beat = best[2].objective if best is not None and best[2].feasible else np.inf
-        run = greedy(problem, order, extra_tries, counter, beat)
+        full = best is not None and best[2].feasible and not best[1]
+        beat = best[2].objective if full else np.inf
+        run = greedy(problem, order, extra_tries, counter, beat, admit)
         spent += allowance - counter.left
         if run is None:
             continue  # out of budget (the loop ends below) or no better than the plan in hand
-        evaluation = problem.evaluate(run[0])
-        if best is None or (evaluation.feasible, -evaluation.objective) > (best[2].feasible, -best[2].objective):
+        evaluation = problem.evaluate(run[0], requests=len(run[0]) if admit else None)
+        if best is None or rank(run, evaluation) > rank(best[:2], best[2]):
             best = (*run, evaluation)
-        if best[2].feasible and best[2].objective <= min(search.bounds) * (1 + 1e-12):
+        if best[2].feasible and not best[1] and best[2].objective <= min(search.bounds) * (1 + 1e-12):
             break  # every request got the capacity-free best: nothing can beat it
     requests, unplaced, evaluation = best
+    if admit and unplaced:
+        # Serving the most: a pass that gives each request the drop set leanest in the resource
+        # that binds, first that fits (led by the best drop set, a pass fills memory with the
+        # full network's weights: 2 of 5 admitted where 5 fit, on a two-device case).
+        short = 1 if any(v.startswith("memory") for v in _violations_of(problem, best, search)) else 0
+        lean = SearchOrder(sorted(search.order, key=lambda c: (needs(problem, c)[short], search.bounds[c])), search.bounds, search.shortest)
+        run = greedy(problem, lean, 0, RouteBudget(REPAIR_ROUTE_BUDGET * max(R, 1)), np.inf, admit)
+        if run is not None and len(run[0]) > len(requests):
+            requests, unplaced = run
+            evaluation = problem.evaluate(requests, requests=len(requests))
+        # Then one more at a time, re-placing the last ones with it (repair_tail), while it fits:
+        # earlier choices can leave each device a remainder too small for a unit (2 of 3 here).
+        dummy = RequestPlan(search.order[0], search.shortest[search.order[0]][1])
+        while unplaced:
+            grown = repair_tail(problem, [*requests, dummy], 1, search, RouteBudget(REPAIR_ROUTE_BUDGET))
+            if grown is None or not (ev := problem.evaluate(grown, requests=len(grown))).feasible:
+                break
+            requests, evaluation, unplaced = grown, ev, unplaced - 1
     if unplaced:
-        repaired = repair_tail(problem, requests, unplaced, search, RouteBudget(REPAIR_ROUTE_BUDGET))
+        tail = requests if not admit else requests + [RequestPlan(search.order[0], search.shortest[search.order[0]][1])] * unplaced
+        repaired = repair_tail(problem, tail, unplaced, search, RouteBudget(REPAIR_ROUTE_BUDGET))
         if repaired is not None and (ev := problem.evaluate(repaired)).feasible:
             requests, evaluation, unplaced = repaired, ev, 0
     lower = min(search.bounds)
-    note = f"{unplaced} request(s) fit no device set" if unplaced else ""
-    return Solution("fast", requests, evaluation, time.perf_counter() - t0, lower_bound=lower, note=note)
+    reason = unserved_reason(problem, requests, search) if admit and unplaced else ""
+    note = (f"admitted {len(requests)} of {R}: {reason}" if admit else f"{unplaced} request(s) fit no device set") if unplaced else ""
+    return Solution("fast", requests, evaluation, time.perf_counter() - t0, lower_bound=lower, note=note, unserved_reason=reason)
+
+
+def _violations_of(problem: Problem, best, search: SearchOrder) -> list[str]:
+    """What the plan in hand violates, or, for an admitted plan, what one more request would."""
+    requests, unplaced, evaluation = best
+    if not unplaced:
+        return evaluation.violations
+    return unserved_reason(problem, requests, search).split("; ")
+
+
+def unserved_reason(problem: Problem, requests: list[RequestPlan], search: SearchOrder) -> str:
+    """Why one more request does not fit beside ``requests``: the capacities its capacity-free
+    best route would break (the binding resource), or the accuracy threshold."""
+    extra = RequestPlan(search.order[0], search.shortest[search.order[0]][1])
+    violations = [v for v in problem.evaluate([*requests, extra], requests=len(requests) + 1).violations
+                  if not v.startswith("requests:")]
+    return "; ".join(violations[:2]) or "no route fits what the devices have left"

@@ -155,6 +155,28 @@ class Problem:
         the constructor takes them) and/or a variant of the scenario (an experiment's point)."""
         return Problem(scenario or self.scenario, self.profile, self.table, **step)
 
+    def subset(self, devices, requests: int, memory_bytes=None, compute_macs=None, energy_j=None) -> Problem:
+        """The same step on ``devices`` (indices) only, for ``requests`` requests: a pool of a
+        large fleet (:mod:`~adaptive_resnet.planning.pools`). Capacities are this problem's, or
+        what is left of them (``memory_bytes``, ``compute_macs``, ``energy_j``, per device of the
+        subset). L_ref stays this problem's, so objectives of a pool and of the fleet compare; a
+        plan of the subset maps back through ``devices``."""
+        import copy
+
+        idx = np.asarray(devices, int)
+        clone = copy.copy(self)
+        for cache in [k for k in clone.__dict__ if k.startswith("_")]:
+            del clone.__dict__[cache]  # the fleet's caches (per drop set, per route) are not the pool's
+        clone.devices = [self.devices[i] for i in idx]
+        clone.requests = int(requests)
+        clone.speed_macs = self.speed_macs[idx]
+        clone.compute_limit_macs = (self.compute_limit_macs[idx] if compute_macs is None else np.asarray(compute_macs, float)).copy()
+        clone.memory_limit_bytes = (self.memory_limit_bytes[idx] if memory_bytes is None else np.asarray(memory_bytes, float)).copy()
+        clone.energy_limit_j = (self.energy_limit_j[idx] if energy_j is None else np.asarray(energy_j, float)).copy()
+        clone.available = self.available[idx].copy()
+        clone.rate_bps = self.rate_bps[np.ix_(idx, idx)].copy()
+        return clone
+
     def _candidates(self) -> list[Candidate]:
         found = self.table.candidates(self.threshold, include_estimates=self.scenario.allow_estimates)
         if not found:
@@ -258,16 +280,19 @@ class Problem:
 
     # -- evaluation -----------------------------------------------------------------------------
 
-    def evaluate(self, plan: list[RequestPlan]) -> Evaluation:
-        """Cost and constraint check of a whole time step's plan (Eq. 5-19)."""
+    def evaluate(self, plan: list[RequestPlan], requests: int | None = None) -> Evaluation:
+        """Cost and constraint check of a whole time step's plan (Eq. 5-19); ``requests``: how
+        many requests the plan must serve (default: the step's; fewer when admission left some
+        out, :attr:`Solution.served`)."""
         n = len(self.devices)
         energy, memory, macs = np.zeros(n), np.zeros(n), np.zeros(n)
         hosted = np.zeros((len(self.units), n), bool)
         latencies, accuracies, violations = [], [], []
         direct_b = skip_b = 0.0
         dropped = 0
-        if len(plan) != self.requests:
-            violations.append(f"requests: plan has {len(plan)} requests, the time step has {self.requests}")
+        expected = self.requests if requests is None else requests
+        if len(plan) != expected:
+            violations.append(f"requests: plan has {len(plan)} requests, the time step has {expected}")
         for r, req in enumerate(plan):
             cand = self.candidates[req.candidate]
             dev = np.asarray(req.devices, int)

@@ -15,6 +15,13 @@ class Solution:
     solve_time_s: float
     lower_bound: float | None = None  # a proven bound on the optimal objective, where known
     note: str = ""
+    # Admission (``admit=True``): the plan may serve fewer requests than the step has; then
+    # ``unserved_reason`` names what stopped one more (the binding resource).
+    unserved_reason: str = ""
+
+    @property
+    def served(self) -> int:
+        return len(self.requests)
 
     @property
     def feasible(self) -> bool:

@@ -68,6 +68,9 @@ class StepPlan:
     objective: float | None = None
     error: str | None = None
     solution: object | None = field(default=None, compare=False)  # the Solution it came from, if any
+    # Admission: the step's requests beyond ``len(requests)`` do not fit and fail with this
+    # reason (None: every request of the step is served, round-robin over the planned routes).
+    unserved_reason: str | None = None
 
     @classmethod
     def from_solution(cls, solution, problem) -> StepPlan:
@@ -78,7 +81,10 @@ class StepPlan:
                            float(problem.candidates[r.candidate].accuracy))
             for k, r in enumerate(solution.requests))
         error = None if ev.feasible else "; ".join(ev.violations) or "no feasible plan for this step"
-        return cls(requests, ev.feasible, float(ev.objective), error, solution)
+        unserved = getattr(solution, "unserved_reason", "") or None
+        if not requests and ev.feasible and unserved:  # nothing fits: a plan for none
+            return cls((), False, None, f"not admitted: {unserved}", solution)
+        return cls(requests, ev.feasible, float(ev.objective), error, solution, unserved)
 
     @classmethod
     def failed(cls, reason: str) -> StepPlan:
@@ -93,8 +99,11 @@ class StepPlan:
     def runnable(self) -> bool:
         return self.feasible and bool(self.requests)
 
-    def request(self, index: int) -> PlannedRequest:
-        """The route of a step's ``index``-th request (round-robin over the planned ones)."""
+    def request(self, index: int) -> PlannedRequest | None:
+        """The route of a step's ``index``-th request (round-robin over the planned ones), or
+        None where admission left it out."""
+        if self.unserved_reason is not None and index >= len(self.requests):
+            return None
         return self.requests[index % len(self.requests)]
 
     def hosts(self) -> dict[str, list[str]]:

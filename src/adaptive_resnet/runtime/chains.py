@@ -124,9 +124,12 @@ class ChainRun:
         if self.on_done is not None:
             self.on_done(self.outcomes[i])
 
-    def route(self, i: int, plan: StepPlan) -> PlannedRequest:
-        """Request ``i``'s route in ``plan``; its prediction and drops noted on its outcome."""
+    def route(self, i: int, plan: StepPlan) -> PlannedRequest | None:
+        """Request ``i``'s route in ``plan`` (None: not admitted); its prediction and drops noted
+        on its outcome."""
         req = plan.request(i)
+        if req is None:
+            return None
         self.outcomes[i].predicted_latency_s = req.latency_s
         self.outcomes[i].drops = req.drops
         return req
@@ -145,6 +148,10 @@ class ChainRun:
                 self.finish(i, plan.error or "no feasible plan for this step")
             return outcomes
         pending = list(range(len(outcomes)))
+        if plan.request(len(outcomes) - 1) is None:  # admission served fewer than came: the rest fail at once
+            for i in range(len(plan.requests), len(outcomes)):
+                self.finish(i, f"not admitted: {plan.unserved_reason}")
+            pending = pending[: len(plan.requests)]
         if cluster.compiled.enabled:
             for i in pending:
                 self.route(i, plan)
@@ -158,6 +165,9 @@ class ChainRun:
             chains: dict[int, list[Call]] = {}
             for i in pending:
                 req = self.route(i, plan)
+                if req is None:  # a re-plan admitted fewer
+                    outcomes[i].error = f"not admitted: {plan.unserved_reason}"
+                    continue
                 outcomes[i].attempts = attempt
                 try:
                     chains[i] = submit(cluster, request_input(self.images, i), req.segments(), req.drops,

@@ -54,7 +54,7 @@ class CompiledChains:
 
         groups: dict[PlannedRequest, list[int]] = {}
         for i in pending:
-            groups.setdefault(plan.request(i), []).append(i)
+            groups.setdefault(plan.request(i), []).append(i)  # every pending request is admitted
         left = []
         for req, members in groups.items():
             if not self.enabled or not all(self.cluster.health.alive(d) for d in req.devices()):

@@ -98,7 +98,7 @@ class Controller:
 
     def plan(self, requests: int, rates_mbps: np.ndarray | None = None) -> StepPlan:
         """Re-plan for this step with the given (or freshly drawn) rates and what is left of batteries."""
-        from adaptive_resnet.planning import solve
+        from adaptive_resnet.planning import admit
 
         if rates_mbps is None and self.probe_rates:
             self.measured_rates = self.cluster.probe_rates()
@@ -115,7 +115,7 @@ class Controller:
         self.problem = self.base.derive(rates_mbps=rates_mbps, requests=requests, energy_j=np.maximum(self.battery - self._spent, 0.0),
                                         available=alive, speeds_gmacs=self.speeds_gmacs if self.measure_speeds else None)
         self.cluster.problem = self.problem  # the emulated links follow the step's rates
-        return StepPlan.from_solution(solve(self.problem, self.solver), self.problem)
+        return StepPlan.from_solution(admit(self.problem, self.solver), self.problem)
 
     def serve_step(self, images, on_done=None) -> tuple[list[Outcome], StepPlan]:
         """One time step without labels: a heartbeat (suspected workers that answer rejoin,

@@ -78,8 +78,8 @@ def without(problem, dead: list[str]):
 
 def plan_for(problem, solver: str = "fast", dead: list[str] | None = None) -> StepPlan:
     """The plan for ``problem``, with ``dead`` devices excluded."""
-    from adaptive_resnet.planning import solve
+    from adaptive_resnet.planning import admit
 
     if dead:
         problem = without(problem, dead)
-    return StepPlan.from_solution(solve(problem, solver), problem)
+    return StepPlan.from_solution(admit(problem, solver), problem)

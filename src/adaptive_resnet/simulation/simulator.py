@@ -7,9 +7,9 @@ for what the plan costs through the one cost model (:meth:`Problem.evaluate`). O
 the paper: batteries carried across rounds (a device whose battery is empty leaves the
 cluster), device failures at given rounds, a rate trace instead of independent draws.
 
-A round whose plan violates a constraint serves the most requests that fit (found by
-bisection); the requests left out are counted as not served, with the violated constraint as
-the reason. Finished rounds are appended to ``rounds.csv`` as they complete, so an interrupted
+A round whose requests do not all fit serves as many as the planner admits (``fast`` and
+``exact`` decide it in one solve, :func:`~adaptive_resnet.planning.admit`); the requests left
+out are counted as not served, with the binding resource as the reason. Finished rounds are appended to ``rounds.csv`` as they complete, so an interrupted
 run keeps them, and a re-run with the same configuration resumes after the last finished round
 (:mod:`adaptive_resnet.run_folder`: a round cut short by a kill is run again).
 """
@@ -164,22 +164,23 @@ def simulate(problem, config: SimConfig, out_dir: str | Path | None = None, prog
 
 
 def _solve_round(problem, config: SimConfig, t: int, step: dict):
-    """Plan round ``t`` (``step``: the :meth:`Problem.derive` arguments of the round)."""
-    from adaptive_resnet.planning import solve
+    """Plan round ``t`` (``step``: the :meth:`Problem.derive` arguments of the round), serving
+    as many of its requests as fit (:func:`~adaptive_resnet.planning.admit`)."""
+    from adaptive_resnet.planning import admit
 
     step = problem.derive(**step)
     options = {"time_limit_s": config.time_limit_s} if config.solver == "exact" else {}
     if config.solver == "paper":
         options = {"pop_size": 40, "generations": 40, "seed": config.seed + t}
-    return solve(step, config.solver, **options)
+    return admit(step, config.solver, **options)
 
 
 def _round(t, requests, rates, alive, battery, problem, config) -> dict:
     """One round: plan as many of its requests as fit, and what that plan costs.
 
-    When not all fit, the number served is found by bisection (fewer requests never need more
-    of any resource), so a round costs at most 1 + log2(requests) solves rather than one per
-    request left out.
+    How many are served is the planner's decision, in one solve for ``fast`` and ``exact``
+    (:func:`~adaptive_resnet.planning.admit`); the requests left out are counted as not served,
+    with the binding resource as the reason.
     """
     names = problem.devices
     row: dict = dict.fromkeys(ROUND_FIELDS, 0)
@@ -191,17 +192,7 @@ def _round(t, requests, rates, alive, battery, problem, config) -> dict:
         served, reason = 0, "no device left"
     elif requests:
         sol = _solve_round(problem, config, t, {**step, "requests": requests})
-        if not sol.feasible:
-            reason = "; ".join(sol.evaluation.violations[:2]) or sol.note
-            fits, fails, best = 0, requests, None  # 0 requests always fit; ``requests`` do not
-            while fails - fits > 1:
-                mid = (fits + fails) // 2
-                trial = _solve_round(problem, config, t, {**step, "requests": mid})
-                if trial.feasible:
-                    fits, best = mid, trial
-                else:
-                    fails = mid
-            served, sol = fits, best
+        served, reason = sol.served, sol.unserved_reason
     if sol is not None and served:
         ev = sol.evaluation
         lat = np.array(ev.latencies_s)
