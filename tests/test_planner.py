@@ -469,3 +469,15 @@ def test_a_round_with_more_requests_than_fit_is_planned_in_one_solve(monkeypatch
     assert len(calls) == len(rows) == 2  # one solve a round
     assert all(r["served"] < r["requests"] and r["unserved_reason"] for r in rows), rows
     assert all(r["served"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize(("memory_mb", "compute_gmac"), [(60, 12), (45, 100), (200, 6)])
+def test_paper_memory_mode_is_never_worse_than_the_shared_weights_plan_where_it_fits(memory_mb, compute_gmac):
+    paper = Problem(scenario(THREE.format(m=memory_mb, c=compute_gmac), requests=3, mode="paper"), PROFILE, TABLE)
+    shared = Problem(scenario(THREE.format(m=memory_mb, c=compute_gmac), requests=3), PROFILE, TABLE)
+    twin_plan = solve(shared, "exact", time_limit_s=5)
+    in_paper = paper.evaluate(twin_plan.requests)
+    sol = solve(paper, "exact", time_limit_s=5)
+    if in_paper.feasible:
+        assert sol.feasible and sol.evaluation.objective <= in_paper.objective + 1e-12
+    assert sol.lower_bound is None or sol.lower_bound <= sol.evaluation.objective + 1e-9

@@ -206,7 +206,8 @@ def primaries(problem: Problem, search: SearchOrder, count: int) -> list[int]:
 
 
 def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | None = None,
-               route_budget: int = FAST_ROUTE_BUDGET, admit: bool = False, time_limit_s: float | None = None) -> Solution:
+               route_budget: int = FAST_ROUTE_BUDGET, admit: bool = False, time_limit_s: float | None = None,
+               grow: bool = True) -> Solution:
     """Two greedy passes, each led by a drop set of :func:`primaries`: the first by the best one,
     the second by the next one or, if the first left requests out, by the leanest in the
     resource that ran short; the best plan is kept. The second runs while what is left of
@@ -220,8 +221,10 @@ def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | Non
 
     ``admit``: when not every request fits, serve as many as fit (most served first, then the
     objective) rather than a plan that violates a capacity; :attr:`Solution.unserved_reason`
-    names the binding resource. On a fleet of more than ``POOLED_ABOVE`` devices the plan is
-    made pool by pool (:mod:`~adaptive_resnet.planning.pools`), within ``time_limit_s`` if given.
+    names the binding resource (``grow=False``: one greedy pass's count, without the passes
+    that try to serve more; the pools' first pass over a fleet uses it). On a fleet of more than
+    ``POOLED_ABOVE`` devices the plan is made pool by pool
+    (:mod:`~adaptive_resnet.planning.pools`), within ``time_limit_s`` if given.
     """
     from adaptive_resnet.planning import pools
 
@@ -261,7 +264,7 @@ def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | Non
         if best[2].feasible and not best[1] and best[2].objective <= min(search.bounds) * (1 + 1e-12):
             break  # every request got the capacity-free best: nothing can beat it
     requests, unplaced, evaluation = best
-    if admit and unplaced:
+    if admit and unplaced and grow:
         # Serving the most: a pass that gives each request the drop set leanest in the resource
         # that binds, first that fits (led by the best drop set, a pass fills memory with the
         # full network's weights: 2 of 5 admitted where 5 fit, on a two-device case).
@@ -279,7 +282,7 @@ def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | Non
             if grown is None or not (ev := problem.evaluate(grown, requests=len(grown))).feasible:
                 break
             requests, evaluation, unplaced = grown, ev, unplaced - 1
-    if unplaced:
+    if unplaced and (grow or not admit):
         tail = requests if not admit else requests + [RequestPlan(search.order[0], search.shortest[search.order[0]][1])] * unplaced
         repaired = repair_tail(problem, tail, unplaced, search, RouteBudget(REPAIR_ROUTE_BUDGET))
         if repaired is not None and (ev := problem.evaluate(repaired)).feasible:

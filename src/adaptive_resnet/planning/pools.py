@@ -25,6 +25,7 @@ from adaptive_resnet.planning.solution import Solution
 
 POOL_SIZE = 16  # devices a pool: the paper's scale, where fast plans in milliseconds
 POOLED_ABOVE = 48  # fleets of more devices are planned pool by pool
+SPILL_PASSES = 4  # passes over the devices with the most left, for requests no pool took
 
 
 def form_pools(problem: Problem, size: int = POOL_SIZE) -> list[np.ndarray]:
@@ -34,6 +35,11 @@ def form_pools(problem: Problem, size: int = POOL_SIZE) -> list[np.ndarray]:
     if not left:
         return []
     speed = problem.speed_macs / problem.speed_macs[left].max()
+    # Capacity counts as much as speed: a pool of fast devices that cannot hold a segment serves
+    # nothing (N = 1000, R = 10 with a planted plan: 6 requests fit no pool when pools ignored it).
+    capacity = 0.5 * (problem.memory_limit_bytes / problem.memory_limit_bytes[left].max()
+                      + problem.compute_limit_macs / max(problem.compute_limit_macs[left].max(), 1.0))
+    speed = speed + capacity
     finite = np.where(np.isfinite(problem.rate_bps), problem.rate_bps, 0.0)
     rate = finite / max(finite[np.ix_(left, left)].max(), 1.0)
     pools = []
@@ -79,10 +85,24 @@ def solve_pooled(problem: Problem, solver: str = "fast", admit: bool = False, ti
             reason = reason or f"time limit: {time_limit_s:g} s spent before every pool was tried"
             break
         sub = problem.subset(pool, left)
-        sol = solve_fast(sub, admit=True)
+        sol = solve_fast(sub, admit=True, grow=False)
         requests += [RequestPlan(r.candidate, pool[np.asarray(r.devices, int)]) for r in sol.requests]
         if sol.unserved_reason:
             reason = sol.unserved_reason
+    # Requests left after every pool: pools of the devices with the most left over (what the
+    # first pass left on each, across pools), solved with every effort to serve more.
+    for _ in range(SPILL_PASSES):
+        left = R - len(requests)
+        if left == 0 or time.perf_counter() > deadline:
+            break
+        pool, sub = spill_pool(problem, requests, left)
+        if pool is None:
+            break
+        sol = solve_fast(sub, admit=True)
+        if not sol.requests:
+            break
+        requests += [RequestPlan(r.candidate, pool[np.asarray(r.devices, int)]) for r in sol.requests]
+        reason = sol.unserved_reason or reason
     unplaced = R - len(requests)
     if unplaced and not admit and pools:
         # Not admitting: the plan names the violation, with the rest on the best pool's capacity-free best.
@@ -98,6 +118,22 @@ def solve_pooled(problem: Problem, solver: str = "fast", admit: bool = False, ti
         note += f"; admitted {R - unplaced} of {R}: {reason}" if admit else f"; {unplaced} request(s) fit no pool ({reason})"
     return Solution(solver, requests, evaluation, time.perf_counter() - t0, lower_bound=compute_bound(problem), note=note,
                     unserved_reason=reason if admit and unplaced else "")
+
+
+def spill_pool(problem: Problem, requests: list[RequestPlan], left: int):
+    """(devices, subset problem) of the ``POOL_SIZE`` devices with the most capacity left beside
+    ``requests``, with what is left as their capacities (weights a device already hosts count
+    as used: a conservative remainder), or (None, None) when none has any left."""
+    ev = problem.evaluate(requests, requests=len(requests))
+    used = {k: np.array([getattr(ev, k)[d] for d in problem.devices]) for k in ("memory_bytes", "macs", "energy_j")}
+    memory = np.maximum(problem.memory_limit_bytes - used["memory_bytes"], 0.0)
+    compute = np.maximum(problem.compute_limit_macs - used["macs"], 0.0)
+    energy = np.maximum(problem.energy_limit_j - used["energy_j"], 0.0)
+    room = (memory / max(memory.max(), 1.0) + compute / max(compute.max(), 1.0)) * problem.available
+    if not room.any():
+        return None, None
+    pool = np.sort(np.argsort(-room)[:POOL_SIZE])
+    return pool, problem.subset(pool, left, memory[pool], compute[pool], energy[pool])
 
 
 def compute_bound(problem: Problem) -> float:
