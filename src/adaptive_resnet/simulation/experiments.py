@@ -18,9 +18,19 @@ from adaptive_resnet.errors import unknown_choice
 from adaptive_resnet.simulation.simulator import SimConfig, simulate
 
 ALL_SOLVERS = ("exact", "fast", "paper", "no-drop", "neurosurgeon", "exo", "petals")
+# The demo's panels (its bars compare solvers on one run).
 METRICS = (("accuracy", "accuracy (%)", 100.0), ("latency_mean_s", "latency per request (s)", 1.0),
            ("shared_mb", "shared data (MB)", 1.0), ("gmacs", "computational load (GMAC)", 1.0),
            ("energy_j", "energy (J)", 1.0))
+# What an experiment records per seed (the simulator's summary), and what its figure plots: the
+# paper's panels (a)-(e) and the requests served. Accuracy is over every request (one left
+# unserved counts as no answer), so that a system serving few requests cannot look best.
+RECORDED = ("requests", "served", "unserved", "served_fraction", "accuracy", "accuracy_all", "latency_mean_s", "latency_p95_s",
+            "shared_mb", "skip_mb", "gmacs", "energy_j", "blocks_dropped", "solve_time_s_mean")
+PANELS = (("accuracy_all", "(a) accuracy over all requests (%)", 100.0), ("latency_mean_s", "(b) latency per served request (s)", 1.0),
+          ("shared_mb", "(c) shared data, total over the run (MB)", 1.0), ("energy_j", "(d) energy, total over the run (J)", 1.0),
+          ("gmacs", "(e) computational load, total over the run (GMAC)", 1.0), ("served_fraction", "requests served (%)", 100.0))
+DEFAULT_SEEDS = 5
 
 
 @dataclass(frozen=True)
@@ -72,12 +82,27 @@ EXPERIMENTS = {
 }
 
 
+def _run_one(job: tuple) -> tuple:
+    """One (point, solver, seed) simulation, in a worker process: (key, summary)."""
+    key, point_problem, config, folder = job
+    return key, simulate(point_problem, config, folder, progress=False)["summary"]
+
+
 def run_experiment(name: str, problem, out_dir: str | Path, rounds: int = 10, solvers: Sequence[str] = ALL_SOLVERS,
-                   values: Sequence | None = None, seed: int = 0, progress: bool = True) -> list[dict]:
-    """Run one experiment on ``problem``'s scenario; writes ``points.csv`` and ``<name>.png`` to
-    ``out_dir``, and each point's simulation under ``out_dir/runs`` (resumed when re-run)."""
+                   values: Sequence | None = None, seed: int = 0, progress: bool = True, seeds: int = DEFAULT_SEEDS,
+                   jobs: int | None = None) -> list[dict]:
+    """Run one experiment on ``problem``'s scenario, every point with ``seeds`` independent
+    seeds (``seed``, ``seed + 1``, ...); writes ``points.csv`` (a row per point, solver and seed,
+    then its mean and 95% confidence interval), ``<name>.png`` and ``.pdf``, and each run under
+    ``out_dir/runs`` (a re-run resumes each (point, solver, seed) where it stopped). Seeds run
+    in ``jobs`` processes (default: one per core). Returns a row per point and solver: each
+    recorded metric's mean, with ``<metric>_ci95_low`` / ``_high``."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
     from adaptive_resnet.planning import SOLVER_NAMES
     from adaptive_resnet.run_folder import check_writable_target, claim, write_atomic
+    from adaptive_resnet.simulation.stats import mean_ci
 
     if name not in EXPERIMENTS:
         raise unknown_choice("experiment", name, EXPERIMENTS)
@@ -91,48 +116,129 @@ def run_experiment(name: str, problem, out_dir: str | Path, rounds: int = 10, so
     # Every point's scenario is built (and so checked) before the folder is claimed.
     points_in = [(value, problem.derive(exp.apply(scenario, value)[0]), exp.apply(scenario, value)[1]) for value in values]
     claim(out, {"experiment": name, "scenario": scenario.model_dump(), "rounds": rounds, "solvers": list(solvers),
-                "values": [str(v) for v in values], "seed": seed}, "experiment")
-    points = []
+                "values": [str(v) for v in values], "seed": seed, "seeds": seeds}, "experiment")
+    work = []
     for value, point_problem, updates in points_in:
         for solver in solvers:
-            config = SimConfig(rounds=rounds, solver=solver, seed=seed, **updates)
             tag = f"{solver}-{str(value).replace(' ', '').replace(',', '_').strip('()')}"
-            result = simulate(point_problem, config, out / "runs" / tag, progress=False)
-            s = result["summary"]
-            points.append({"experiment": name, "value": str(value), "solver": solver, **{k: s[k] for k in
-                           ("requests", "served", "unserved", "accuracy", "latency_mean_s", "latency_p95_s", "shared_mb",
-                            "skip_mb", "gmacs", "energy_j", "blocks_dropped", "solve_time_s_mean")}})
-            if progress:
-                print(f"{name} {exp.parameter}={value} {solver:<12} served {s['served']}/{s['requests']} "
-                      f"acc {s['accuracy'] * 100:5.2f}% lat {s['latency_mean_s']:.3f}s energy {s['energy_j']:.0f}J", flush=True)
+            for k in range(seeds):
+                config = SimConfig(rounds=rounds, solver=solver, seed=seed + k, **updates)
+                work.append(((str(value), solver, seed + k), point_problem, config, out / "runs" / f"{tag}-s{seed + k}"))
+    results: dict[tuple, dict] = {}
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(work)))
+    with _progress(progress, f"{name}: {len(values)} points x {len(solvers)} solvers x {seeds} seeds", len(work)) as advance:
+        if jobs == 1:
+            for job in work:
+                key, summary = _run_one(job)
+                results[key] = summary
+                advance()
+        else:
+            with ProcessPoolExecutor(jobs) as pool:
+                for key, summary in pool.map(_run_one, work):
+                    results[key] = summary
+                    advance()
+    rows, points = [], []
+    for value, _, _ in points_in:
+        for solver in solvers:
+            per_seed = [results[(str(value), solver, seed + k)] for k in range(seeds)]
+            base = {"experiment": name, "value": str(value), "solver": solver}
+            rows += [{**base, "seed": seed + k, **{m: s[m] for m in RECORDED}} for k, s in enumerate(per_seed)]
+            stats = {m: mean_ci([float(s[m]) for s in per_seed]) for m in RECORDED}
+            rows += [{**base, "seed": label, **{m: stats[m][i] for m in RECORDED}} for i, label in enumerate(("mean", "ci95_low", "ci95_high"))]
+            points.append({**base, "seeds": seeds, **{m: stats[m][0] for m in RECORDED},
+                           **{f"{m}_ci95_low": stats[m][1] for m in RECORDED}, **{f"{m}_ci95_high": stats[m][2] for m in RECORDED}})
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(points[0]), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(points)
+    writer.writerows(rows)
     write_atomic(out / "points.csv", buf.getvalue())
-    plot_points(points, exp, out / f"{name}.png")
+    title = f"{exp.title}\nscenario {scenario.name}, {rounds} rounds, {seeds} seeds: mean and 95% confidence interval"
+    plot_points(points, exp, out / f"{name}.png", title)
     return points
 
 
-def plot_points(points: list[dict], exp: Experiment, path: Path) -> None:
+class _progress:
+    """A bar over the experiment's runs (``enabled``), as a context giving ``advance()``."""
+
+    def __init__(self, enabled: bool, label: str, total: int) -> None:
+        self.enabled, self.label, self.total = enabled, label, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import Progress
+
+        self.bar = Progress(transient=False)
+        self.bar.start()
+        task = self.bar.add_task(self.label, total=self.total)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def x_of(value) -> float:
+    """A point's position on the x axis: the swept number (fig6's first element: alpha)."""
+    return float(value[0] if isinstance(value, tuple) else value)
+
+
+def plot_points(points: list[dict], exp: Experiment, path: Path, title: str | None = None) -> list[Path]:
+    """The experiment's figure(s) (:func:`figure`), PNG and PDF. A sweep over pairs (fig6:
+    alpha and threshold) gives one figure per second element. Returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    values = list(dict.fromkeys(p["value"] for p in points))
+    groups = list(dict.fromkeys(val[1] if isinstance(val, tuple) else None for val in map(_parse_value, (p["value"] for p in points))))
+    written = []
+    for group in groups:
+        fig = figure(points, exp, title, group)
+        stem = path.with_suffix("") if group is None else path.with_name(f"{path.stem}-{group}")
+        for ext in (".png", ".pdf"):
+            target = stem.with_suffix(ext)
+            fig.savefig(target, dpi=110)
+            written.append(target)
+        plt.close(fig)
+    return written
+
+
+def figure(points: list[dict], exp: Experiment, title: str | None = None, group=None):
+    """A 2x3 grid of the paper's panels (a)-(e) plus requests served, against a numeric x axis:
+    a line per solver with a distinct marker and style and a band for its 95% confidence
+    interval, one legend for all panels, a title naming scenario, rounds and seeds."""
+    import matplotlib.pyplot as plt
+
+    parsed = {v: _parse_value(v) for v in dict.fromkeys(p["value"] for p in points)}
     solvers = list(dict.fromkeys(p["solver"] for p in points))
-    fig, axes = plt.subplots(1, len(METRICS) + 1, figsize=(4 * (len(METRICS) + 1), 3.6))
-    for ax, (key, label, scale) in zip(axes, (*METRICS, ("unserved", "requests not served", 1.0)), strict=True):
-        for solver in solvers:
-            ys = [next(p[key] for p in points if p["value"] == v and p["solver"] == solver) * scale for v in values]
-            ax.plot(range(len(values)), ys, marker="o", label=solver)
-        ax.set_xticks(range(len(values)), values, rotation=45, fontsize=7)
-        ax.set_xlabel(exp.parameter, fontsize=8)
+    markers, styles = "osD^vPX*", ("-", "--", "-.", ":")
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    for ax, (key, label, scale) in zip(axes.ravel(), PANELS, strict=True):
+        for k, solver in enumerate(solvers):
+            mine = sorted((p for p in points if p["solver"] == solver and (group is None or parsed[p["value"]][1] == group)),
+                          key=lambda p: x_of(parsed[p["value"]]))
+            xs = [x_of(parsed[p["value"]]) for p in mine]
+            line, = ax.plot(xs, [p[key] * scale for p in mine], marker=markers[k % len(markers)], linestyle=styles[k % len(styles)],
+                            label=solver, markersize=5, markerfacecolor="none" if k % 2 else None)
+            ax.fill_between(xs, [p[f"{key}_ci95_low"] * scale for p in mine], [p[f"{key}_ci95_high"] * scale for p in mine],
+                            color=line.get_color(), alpha=0.12, linewidth=0)
         ax.set_title(label, fontsize=9)
+        ax.set_xlabel(exp.parameter, fontsize=8)
+        ax.set_ylabel(label.split(") ", 1)[-1], fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(exp.title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        ax.tick_params(labelsize=8)
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(solvers), fontsize=9, frameon=False)
+    suffix = "" if group is None else f" (accuracy threshold {group})"
+    fig.suptitle((title or exp.title) + suffix, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def _parse_value(text: str):
+    """A point's value back from its text: a number, or a pair "(a, b)"."""
+    text = text.strip()
+    if text.startswith("("):
+        return tuple(float(part) for part in text.strip("()").split(","))
+    return float(text)

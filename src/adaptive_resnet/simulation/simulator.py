@@ -219,7 +219,11 @@ def summarise(rows: list[dict], names: list[str]) -> dict:
         "requests": int(col("requests").sum()),
         "served": int(served.sum()),
         "unserved": int(col("unserved").sum()),
-        "accuracy": float((col("accuracy") * weight).sum()),
+        "accuracy": float((col("accuracy") * weight).sum()),  # over the requests served
+        # Fair across systems: the share served, and accuracy over every request (one left
+        # unserved is no answer, so it counts as wrong): a system that serves few cannot look best.
+        "served_fraction": float(served.sum() / col("requests").sum()) if col("requests").sum() else 1.0,
+        "accuracy_all": float((col("accuracy") * served).sum() / col("requests").sum()) if col("requests").sum() else 0.0,
         "latency_mean_s": float((col("latency_mean_s") * weight).sum()),
         "latency_p95_s": float(col("latency_p95_s")[served > 0].max()) if (served > 0).any() else 0.0,
         "shared_mb": float(col("direct_mb").sum() + col("skip_mb").sum()),
