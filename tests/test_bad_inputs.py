@@ -206,6 +206,8 @@ SIMULATE_CASES = [
     (lambda f, out: ["experiment", "fig8", "--out", out, "--rounds", "200000"], "at most 100000"),
     (lambda f, out: ["experiment", "fig8", "--out", out, "--solver", "nope"], "unknown solver"),
     (lambda f, out: ["experiment", "fig8", "--out", out, "--seed", "-2"], "at least 0"),
+    (lambda f, out: ["experiment", "fig8", "--out", out, "--seeds", "0"], "at least 1"),
+    (lambda f, out: ["experiment", "fig8", "--out", out, "--reading", "mine"], "unknown reading"),
     (lambda f, out: ["experiment", "fig8", "--out", out, "--scenario", f["unreachable"]], "above every drop set"),
     (lambda f, out: ["demo", "--out", out, "--rounds", "0"], "rounds"),
     (lambda f, out: ["demo", "--out", out, "--scenario", f["nan"]], "finite"),

@@ -481,3 +481,20 @@ def test_paper_memory_mode_is_never_worse_than_the_shared_weights_plan_where_it_
     if in_paper.feasible:
         assert sol.feasible and sol.evaluation.objective <= in_paper.objective + 1e-12
     assert sol.lower_bound is None or sol.lower_bound <= sol.evaluation.objective + 1e-9
+
+
+def test_each_reading_of_eq5_normalises_latency_as_documented():
+    """L_ref = 5.1 GMAC / 2 GMAC/s (fastest device) = 2.55 s; the slowest device's 5.1 s; Eq. 5 as
+    printed divides the mean normalised latency by R = 2 again: 5.1 s. Same plan, same latency
+    and accuracy, objectives alpha * latency / L_ref + beta * (1 - accuracy)."""
+    plans = {}
+    for reading in ("fastest-device", "slowest-device", "printed-eq5"):
+        s = scenario(TWO, requests=2).model_copy(update={"objective_normalisation": reading})
+        problem = Problem(s, PROFILE, TABLE)
+        plan = [RequestPlan(0, np.ones(len(problem.candidates[0].units), int))] * 2  # all on b, nothing dropped
+        plans[reading] = (problem.reference_latency_s, problem.evaluate(plan))
+    assert [ref for ref, _ in plans.values()] == pytest.approx([2.55, 5.1, 5.1])
+    latency = plans["fastest-device"][1].latency_s
+    assert latency == pytest.approx(5.1 / 2)  # 5.1 GMAC at 2 GMAC/s, no transfer
+    for ref, ev in plans.values():
+        assert ev.latency_s == latency and ev.objective == pytest.approx(0.5 * latency / ref + 0.5 * (1 - 0.9))

@@ -202,3 +202,26 @@ def test_an_experiment_figure_has_every_panel_a_legend_and_labelled_axes(tmp_pat
     assert len(markers) == 2  # overlapping lines stay distinguishable
     assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == ["fast", "no-drop"]
     assert "2 seeds" in fig._suptitle.get_text()
+
+
+def test_the_trend_table_is_written_from_the_results_between_its_markers(tmp_path):
+    from adaptive_resnet.simulation.trends import END, START, measured_trends, slope, trend_table, write_into
+
+    assert slope([1, 2, 3], [2, 4, 6]) == pytest.approx(2.0) and slope([1, 1], [3, 5]) == 0.0
+    scenario = load_problem("scenarios/small.yaml")
+    run_experiment("fig7", scenario, tmp_path / "fig7", rounds=2, solvers=["fast"], values=[25.0, 400.0], progress=False,
+                   seeds=2, jobs=1)
+    rows = measured_trends(tmp_path / "fig7" / "points.csv")
+    assert {r["metric"] for r in rows} == {"accuracy", "latency_mean_s", "shared_mb", "gmacs", "energy_j"}
+    for r in rows:
+        assert r["seeds"] == 2 and r["ci95_low"] <= r["slope"] <= r["ci95_high"]
+        assert r["reproduced"] == (r["measured"] == r["claimed"])
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Results\n\nbefore\n")
+    table = trend_table({"fastest-device": rows})
+    write_into(doc, table)
+    write_into(doc, table)  # again: replaced between the markers, not appended twice
+    text = doc.read_text()
+    assert text.count(START) == 1 and text.count(END) == 1 and text.startswith("# Results\n\nbefore\n")
+    assert "| fig7 | 7a: accuracy increases with capacity (less dropping) | rising | fast |" in text
+    assert f"fastest-device, fast: {sum(r['reproduced'] for r in rows)} of 5 claimed trends reproduced" in text

@@ -76,6 +76,9 @@ class Rates(Strict):
         return v
 
 
+READINGS = ("fastest-device", "slowest-device", "printed-eq5")  # Eq. 5's normalisations (Scenario.objective_normalisation)
+
+
 class Scenario(Strict):
     """One planning problem: model, accuracy source, weights, constraints, devices, links."""
 
@@ -90,6 +93,11 @@ class Scenario(Strict):
     accuracy_threshold: float = Field(0.8, ge=0, le=1)
     allow_estimates: bool = False  # let the planner use estimated (unmeasured) drop sets
     memory_mode: Literal["shared-weights", "paper"] = "shared-weights"
+    # Eq. 5's latency term, alpha * latency / L_ref (docs/planner.md): L_ref is the full
+    # network's compute time on the fastest device (ours), or on the slowest; "printed-eq5"
+    # reads Eq. 5 as printed, alpha * T_L / R with T_L the mean normalised latency, so the
+    # latency term shrinks as a step's requests grow.
+    objective_normalisation: Literal[READINGS] = "fastest-device"
     power: Power = Power()
     requests: int = Field(3, ge=1)
     devices: list[Device] = Field(min_length=1)

@@ -89,19 +89,50 @@ def experiment_cli(
     seeds: int = typer.Option(5, callback=checks.number(ge=1, le=1000), help="Independent seeds per point (seed, seed+1, ...): "
                               "each point is their mean with a 95% confidence interval."),
     jobs: int = typer.Option(None, callback=checks.number(ge=1, le=256), help="Processes running seeds side by side (default: one a core)."),
+    reading: str = typer.Option(None, help="Eq. 5's normalisation: fastest-device (ours), slowest-device or printed-eq5 "
+                                "(default: the scenario's; docs/planner.md)."),
 ) -> None:
     """One of the paper's experiments, every solver and baseline side by side, with plots."""
     from adaptive_resnet.errors import unknown_choice
     from adaptive_resnet.planning import check_solver
     from adaptive_resnet.simulation.experiments import ALL_SOLVERS, EXPERIMENTS, run_experiment
+    from adaptive_resnet.system import READINGS
 
     if name not in EXPERIMENTS:
         raise unknown_choice("experiment", name, EXPERIMENTS)
     for s in solver:
         check_solver(s)
-    out = out or Path("runs") / name
-    run_experiment(name, _load(scenario), out, rounds, solver or ALL_SOLVERS, seed=seed, seeds=seeds, jobs=jobs)
+    if reading is not None and reading not in READINGS:
+        raise unknown_choice("reading", reading, READINGS)
+    problem = _load(scenario)
+    if reading is not None:
+        problem = problem.derive(problem.scenario.model_copy(update={"objective_normalisation": reading}))
+    out = out or Path("runs") / (name if reading is None else f"{name}-{reading}")
+    run_experiment(name, problem, out, rounds, solver or ALL_SOLVERS, seed=seed, seeds=seeds, jobs=jobs)
     typer.echo(f"points.csv (per seed, mean, 95% CI) and {name}.png/.pdf written to {out}")
+
+
+@command("trends")
+def trends_cli(
+    folders: list[Path] = typer.Argument(..., help="Experiment folders (as `experiment --out` writes them), any readings."),
+    doc: Path = typer.Option(None, help="Also write the table into this Markdown file, between its trend-table markers."),
+) -> None:
+    """The paper's claimed trends of Figs. 6-9 against those measured, per reading and solver."""
+    from adaptive_resnet.errors import UserInputError
+    from adaptive_resnet.simulation.trends import measured_trends, trend_table, write_into
+
+    results: dict[str, list[dict]] = {}
+    for folder in folders:
+        config, points = folder / "config.json", folder / "points.csv"
+        if not config.is_file() or not points.is_file():
+            raise UserInputError(f"{folder} holds no finished experiment (config.json and points.csv)")
+        reading = json.loads(config.read_text())["scenario"].get("objective_normalisation", "fastest-device")
+        results.setdefault(reading, []).extend(measured_trends(points))
+    table = trend_table(results)
+    typer.echo(table)
+    if doc is not None:
+        write_into(doc, table)
+        typer.echo(f"written into {doc}")
 
 
 @command("demo")

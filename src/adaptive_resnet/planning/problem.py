@@ -143,7 +143,10 @@ class Problem:
         self.weight_bytes = np.array([u.weight_bytes for u in self.profile.units], float)
         # L_ref: the full network's compute time on the fastest device (Eq. 5's normalisation).
         # L_ref stays on the configured speeds, so objectives of different steps compare.
-        self.reference_latency_s = self.profile.total("macs") / configured_speed.max()
+        # ``objective_normalisation`` (the paper's readings of Eq. 5) chooses another L_ref.
+        normalisation = scenario.objective_normalisation
+        speed = configured_speed.min() if normalisation == "slowest-device" else configured_speed.max()
+        self.reference_latency_s = self.profile.total("macs") / speed * (self.requests if normalisation == "printed-eq5" else 1)
         if self.table.arch and self.table.arch != self.profile.arch:
             raise UserInputError(f"{scenario.where('accuracy')}: accuracy source {self.table.name} is for {self.table.arch}, "
                                  f"the scenario's model is {self.profile.arch}")
