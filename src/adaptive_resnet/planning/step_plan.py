@@ -81,7 +81,7 @@ class StepPlan:
                            float(problem.candidates[r.candidate].accuracy))
             for k, r in enumerate(solution.requests))
         error = None if ev.feasible else "; ".join(ev.violations) or "no feasible plan for this step"
-        unserved = getattr(solution, "unserved_reason", "") or None
+        unserved = solution.unserved_reason or None
         if not requests and ev.feasible and unserved:  # nothing fits: a plan for none
             return cls((), False, None, f"not admitted: {unserved}", solution)
         return cls(requests, ev.feasible, float(ev.objective), error, solution, unserved)
