@@ -296,7 +296,7 @@ def solve_fast(problem: Problem, extra_tries: int = 0, search: SearchOrder | Non
 def _violations_of(problem: Problem, best, search: SearchOrder) -> list[str]:
     """What the plan in hand violates, or, for an admitted plan, what one more request would."""
     requests, unplaced, evaluation = best
-    if not unplaced:
+    if not unplaced or len(requests) == problem.requests:  # not admitting: the plan names them itself
         return evaluation.violations
     return unserved_reason(problem, requests, search).split("; ")
 
