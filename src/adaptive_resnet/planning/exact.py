@@ -42,8 +42,8 @@ MASTER_STARTS = 12  # plans of the integer master's search that local search sta
 def solve_exact(problem: Problem, time_limit_s: float = 1.0, admit: bool = False) -> Solution:
     """The best plan found within ``time_limit_s`` and its lower bound (see the module).
 
-    ``admit``: when not every request fits, the plan serves as many as ``fast`` admits (one
-    solve), then is made exactly for that many. Fleets of more than ``POOLED_ABOVE`` devices
+    ``admit``: when not every request fits, start from the count ``fast`` admits and solve
+    exactly for one more while one fits (:func:`_admit_exactly`), within the time limit. Fleets of more than ``POOLED_ABOVE`` devices
     are planned pool by pool (:mod:`~adaptive_resnet.planning.pools`) within the time limit:
     the flow program and column generation are built for the paper's scale, and the bound
     there is the compute-only one."""
