@@ -29,6 +29,11 @@ CLAIMS = (
     ("fig7", "shared_mb", -1, "7c: shared data decreases"),
     ("fig7", "gmacs", -1, "7d: computational load decreases"),
     ("fig7", "energy_j", -1, "7e: energy decreases"),
+    # The paper does not say whether 7c-e are totals or per request; with more battery more
+    # requests are served, so the totals rise: the per-request reading is measured too.
+    ("fig7", "shared_mb/served", -1, "7c per served request"),
+    ("fig7", "gmacs/served", -1, "7d per served request"),
+    ("fig7", "energy_j/served", -1, "7e per served request"),
     ("fig8", "accuracy", -1, "8a: highest accuracy (no drops) at the lowest rate"),
     ("fig8", "latency_mean_s", +1, "8b: latency increases with lambda"),
     ("fig8", "shared_mb", +1, "8c: shared data increases"),
@@ -38,9 +43,20 @@ CLAIMS = (
     ("fig9", "latency_mean_s", +1, "9b: latency lowest at the lowest compute (more downsizing)"),
     ("fig9", "shared_mb", -1, "9c: shared data highest when compute is low"),
     ("fig9", "energy_j", +1, "9d: energy lowest at the lowest compute"),
+    ("fig9", "shared_mb/served", -1, "9c per served request"),
+    ("fig9", "energy_j/served", +1, "9d per served request"),
 )
 DIRECTION = {1: "rising", -1: "falling", 0: "flat"}
 MIN_CHANGE = 0.02  # a trend changes its metric by at least 2% of the metric's mean over the sweep
+
+
+def value_of(row: dict, metric: str) -> float:
+    """A row's ``metric``, or a ratio of two of its columns ("energy_j/served"; 0 where the
+    divisor is 0)."""
+    if "/" not in metric:
+        return float(row[metric])
+    top, bottom = metric.split("/")
+    return float(row[top]) / float(row[bottom]) if float(row[bottom]) else 0.0
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -73,7 +89,7 @@ def measured_trends(points_csv: str | Path, solvers: tuple[str, ...] = ("exact",
             for group in groups:
                 slopes, values, xs = [], [], []
                 for seed in sorted({r["seed"] for r in mine}, key=int):
-                    pts = [(x_of(_parse_value(r["value"])), float(r[metric])) for r in mine if r["seed"] == seed
+                    pts = [(x_of(_parse_value(r["value"])), value_of(r, metric)) for r in mine if r["seed"] == seed
                            and (group is None or _parse_value(r["value"])[1] == group)]
                     slopes.append(slope([p[0] for p in pts], [p[1] for p in pts]))
                     values += [p[1] for p in pts]
