@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from adaptive_resnet.models.naming import DropPlan
 from adaptive_resnet.profile import profile_model
 from adaptive_resnet.runtime.cluster import WORKER_MALLOC_ENV
 from adaptive_resnet.train import TrainConfig, build_model
@@ -45,7 +46,7 @@ started = anon_mb()
 worker.place(units)
 x = torch.randn(*shape)
 with torch.no_grad():
-    worker.run(to_wire(x), units, [])
+    worker.run(to_wire(x), units, DropPlan())
 print(json.dumps({"start_mb": started - base, "mb": anon_mb() - base, "weight_bytes": worker.weight_bytes()}))
 """
 

@@ -76,7 +76,7 @@ def test_node_removed_under_load(tmp_path):
         assert replans and replans[0] == ["b"]
         with torch.no_grad():
             for o in answered:  # re-planned requests may run with blocks dropped
-                expected = model(x[o.index : o.index + 1], DropPlan.of(o.drops))
+                expected = model(x[o.index : o.index + 1], o.drops)
                 assert torch.allclose(o.logits, expected, atol=1e-5)
         print(f"sent {len(x)}, answered {len(answered)}, re-planned {sum(o.attempts > 1 for o in outcomes)}, failed {len(failed)}")
         assert np.isfinite([o.latency_s for o in answered]).all()

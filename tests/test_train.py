@@ -107,13 +107,14 @@ def test_warm_restart_starts_from_the_checkpoint_weights(tiny_config, tmp_path):
     assert [h["epoch"] for h in train(restart, tmp_path / "second", progress=False)["history"]] == [1]  # resumes
     model, config = model_from_checkpoint(tmp_path / "second" / "last.pt")
     assert config.init_from == first["checkpoint"]
+    from adaptive_resnet.models import DropPlan
     from adaptive_resnet.runtime.worker import DeviceWorker, from_wire
 
     worker = DeviceWorker("d", tmp_path / "second" / "last.pt")
     x = torch.randn(2, 3, 16, 16)
     worker.load(model.unit_names)
     with torch.no_grad():
-        assert torch.allclose(from_wire(worker.run(x, model.unit_names, [])), model(x), atol=1e-6)
+        assert torch.allclose(from_wire(worker.run(x, model.unit_names, DropPlan())), model(x), atol=1e-6)
 
 
 def test_warm_restart_from_another_model_is_refused(tiny_config, tmp_path):
