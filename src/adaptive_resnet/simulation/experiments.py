@@ -195,9 +195,9 @@ def plot_points(points: list[dict], exp: Experiment, path: Path, title: str | No
     written = []
     for group in groups:
         fig = figure(points, exp, title, group)
-        stem = path.with_suffix("") if group is None else path.with_name(f"{path.stem}-{group}")
+        name = path.stem if group is None else f"{path.stem}-{group:g}"  # fig6-0.85 (with_suffix would cut at its dot)
         for ext in (".png", ".pdf"):
-            target = stem.with_suffix(ext)
+            target = path.with_name(name + ext)
             fig.savefig(target, dpi=110)
             written.append(target)
         plt.close(fig)
