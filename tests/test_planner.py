@@ -483,6 +483,36 @@ def test_paper_memory_mode_is_never_worse_than_the_shared_weights_plan_where_it_
     assert sol.lower_bound is None or sol.lower_bound <= sol.evaluation.objective + 1e-9
 
 
+ONE = """  - {name: a, memory_mb: 100, speed_gmacs: 1, compute_limit_gmac: 4.3, energy_j: 1000}"""
+
+
+@pytest.mark.parametrize("solver", ["fast", "exact", "paper"])
+def test_downsizing_serves_below_the_threshold_before_refusing(solver):
+    """One device of 4.3 GMAC, alpha 0. At the threshold 0.8 one request fits (block2 dropped:
+    0.85, 3.1 GMAC); the second would need 3.1 GMAC more. ``admission: downsize`` serves it on
+    the 1.2 GMAC left with both blocks dropped (1.1 GMAC; its accuracy estimated from the
+    singles: 0.9 - 0.05 - 0.4 = 0.45); a third fits nowhere and is refused, with the reason."""
+    from adaptive_resnet.planning import admit
+    from adaptive_resnet.planning.step_plan import StepPlan
+
+    both = DropPlan.dc(["stage2.block1", "stage2.block2"])
+    refuse = Problem(scenario(ONE, requests=3, alpha=0.0), PROFILE, TABLE)
+    assert refuse.scenario.reading == "fastest-device"
+    sol = admit(refuse, solver)
+    assert sol.served == 1 and sol.evaluation.accuracies == [0.85] and sol.problem is None
+    downsize = Problem(scenario(ONE, requests=3, alpha=0.0).model_copy(update={"admission": "downsize", "downsize_max_drops": 2}),
+                       PROFILE, TABLE)
+    assert downsize.scenario.reading == "downsize"
+    sol = admit(downsize, solver)
+    assert sol.served == 2 and sorted(sol.evaluation.accuracies) == pytest.approx([0.45, 0.85])
+    assert sol.feasible and sol.evaluation.macs["a"] == pytest.approx(3.1e9 + 1.1e9)
+    assert "downsized: 1 of 2 served below the threshold 0.8" in sol.note and "compute[a]" in sol.unserved_reason
+    assert sol.evaluation.objective == pytest.approx(1 - (0.85 + 0.45) / 2)  # alpha 0: W = 1 - mean accuracy
+    plan = StepPlan.from_solution(sol, downsize)  # the runtime's view indexes the widened problem's drop sets
+    assert {r.drops for r in plan.requests} == {DropPlan.dc(["stage2.block2"]), both}
+    assert plan.runnable and plan.unserved_reason
+
+
 def test_each_reading_of_eq5_normalises_latency_as_documented():
     """L_ref = 5.1 GMAC / 2 GMAC/s (fastest device) = 2.55 s; the slowest device's 5.1 s; Eq. 5 as
     printed divides the mean normalised latency by R = 2 again: 5.1 s. Same plan, same latency

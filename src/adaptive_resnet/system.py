@@ -76,7 +76,16 @@ class Rates(Strict):
         return v
 
 
-READINGS = ("fastest-device", "slowest-device", "printed-eq5")  # Eq. 5's normalisations (Scenario.objective_normalisation)
+NORMALISATIONS = ("fastest-device", "slowest-device", "printed-eq5")  # Eq. 5's (Scenario.objective_normalisation)
+
+# The paper's readings an experiment runs side by side (`experiment --reading`), each a change
+# to the scenario; ours is the first. docs/planner.md and docs/simulation.md say what each does.
+READINGS: dict[str, dict] = {
+    "fastest-device": {"objective_normalisation": "fastest-device", "admission": "refuse"},
+    "slowest-device": {"objective_normalisation": "slowest-device"},
+    "printed-eq5": {"objective_normalisation": "printed-eq5"},
+    "downsize": {"admission": "downsize"},
+}
 
 
 class Scenario(Strict):
@@ -97,7 +106,13 @@ class Scenario(Strict):
     # network's compute time on the fastest device (ours), or on the slowest; "printed-eq5"
     # reads Eq. 5 as printed, alpha * T_L / R with T_L the mean normalised latency, so the
     # latency term shrinks as a step's requests grow.
-    objective_normalisation: Literal[READINGS] = "fastest-device"
+    objective_normalisation: Literal[NORMALISATIONS] = "fastest-device"
+    # What a step does with requests that do not fit at the threshold (docs/planner.md):
+    # "refuse" them (ours), or "downsize" them first: serve them on what is left with any drop
+    # set the accuracy source knows, below the threshold too, measured or estimated from singles
+    # and pairs up to ``downsize_max_drops`` blocks; refused only when even that does not fit.
+    admission: Literal["refuse", "downsize"] = "refuse"
+    downsize_max_drops: int = Field(4, ge=1, le=8)
     power: Power = Power()
     requests: int = Field(3, ge=1)
     devices: list[Device] = Field(min_length=1)
@@ -113,6 +128,14 @@ class Scenario(Strict):
             raise ValueError(f"device named twice: {', '.join(dupes)}")
         self.rate_matrix()  # raises on a missing pair or a bad matrix
         return self
+
+    @property
+    def reading(self) -> str:
+        """The name of the paper's reading this scenario follows (:data:`READINGS`):
+        ``fastest-device`` for ours, else what differs, joined by ``+``."""
+        parts = [self.objective_normalisation] if self.objective_normalisation != "fastest-device" else []
+        parts += ["downsize"] if self.admission == "downsize" else []
+        return "+".join(parts) or "fastest-device"
 
     @property
     def device_names(self) -> list[str]:

@@ -89,8 +89,9 @@ def experiment_cli(
     seeds: int = typer.Option(5, callback=checks.number(ge=1, le=1000), help="Independent seeds per point (seed, seed+1, ...): "
                               "each point is their mean with a 95% confidence interval."),
     jobs: int = typer.Option(None, callback=checks.number(ge=1, le=256), help="Processes running seeds side by side (default: one a core)."),
-    reading: str = typer.Option(None, help="Eq. 5's normalisation: fastest-device (ours), slowest-device or printed-eq5 "
-                                "(default: the scenario's; docs/planner.md)."),
+    reading: str = typer.Option(None, help="The paper's reading to run: fastest-device (ours), slowest-device or "
+                                "printed-eq5 (Eq. 5's normalisation), downsize (serve below the threshold before "
+                                "refusing) (default: the scenario's; docs/simulation.md)."),
 ) -> None:
     """One of the paper's experiments, every solver and baseline side by side, with plots."""
     from adaptive_resnet.errors import unknown_choice
@@ -106,7 +107,7 @@ def experiment_cli(
         raise unknown_choice("reading", reading, READINGS)
     problem = _load(scenario)
     if reading is not None:
-        problem = problem.derive(problem.scenario.model_copy(update={"objective_normalisation": reading}))
+        problem = problem.derive(problem.scenario.model_copy(update=READINGS[reading]))
     out = out or Path("runs") / (name if reading is None else f"{name}-{reading}")
     run_experiment(name, problem, out, rounds, solver or ALL_SOLVERS, seed=seed, seeds=seeds, jobs=jobs)
     typer.echo(f"points.csv (per seed, mean, 95% CI) and {name}.png/.pdf written to {out}")
@@ -120,13 +121,14 @@ def trends_cli(
     """The paper's claimed trends of Figs. 6-9 against those measured, per reading and solver."""
     from adaptive_resnet.errors import UserInputError
     from adaptive_resnet.simulation.trends import measured_trends, trend_table, write_into
+    from adaptive_resnet.system import Scenario
 
     results: dict[str, list[dict]] = {}
     for folder in folders:
         config, points = folder / "config.json", folder / "points.csv"
         if not config.is_file() or not points.is_file():
             raise UserInputError(f"{folder} holds no finished experiment (config.json and points.csv)")
-        reading = json.loads(config.read_text())["scenario"].get("objective_normalisation", "fastest-device")
+        reading = Scenario.model_validate(json.loads(config.read_text())["scenario"]).reading
         results.setdefault(reading, []).extend(measured_trends(points))
     table = trend_table(results)
     typer.echo(table)

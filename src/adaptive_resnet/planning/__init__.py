@@ -71,7 +71,36 @@ def admit(problem: Problem, solver: str, **options: object) -> Solution:
     objective), with :attr:`Solution.unserved_reason` naming the binding resource when some are
     left out. ``fast`` and ``exact`` decide it in their one solve (``admit=True``); the other
     solvers plan all requests or none, so for them the count is found by bisection (fewer
-    requests never need more of any resource): at most 1 + log2(requests) solves."""
+    requests never need more of any resource): at most 1 + log2(requests) solves.
+
+    With the scenario's ``admission: downsize``, the requests left out are then planned on what
+    the plan leaves, with every drop set the accuracy source knows (below the threshold too,
+    :meth:`Problem.widened`), and refused only if they do not fit even so: one more solve."""
+    sol = _admit(problem, solver, **options)
+    if problem.scenario.admission == "downsize" and sol.served < problem.requests and problem.available.any():
+        return _downsize(problem, solver, sol, options)
+    return sol
+
+
+def _downsize(problem: Problem, solver: str, sol: Solution, options: dict) -> Solution:
+    """``sol`` (what fits at the threshold) and, on the capacity it leaves, a plan for the
+    requests it left out with any drop set the accuracy source knows: one plan of the widened
+    problem, which :attr:`Solution.problem` names."""
+    wide = problem.widened(keep_threshold=False)
+    number = {c.plan: k for k, c in enumerate(wide.candidates)}
+    kept = [RequestPlan(number[problem.candidates[r.candidate].plan], r.devices) for r in sol.requests]
+    memory, compute, energy = wide.remaining(kept)
+    rest = wide.subset(np.arange(len(wide.devices)), problem.requests - sol.served, memory, compute, energy)
+    extra = _admit(rest, solver, **options)  # the subset keeps the device numbers: its routes are the fleet's
+    plan = kept + list(extra.requests)
+    evaluation = wide.evaluate(plan, requests=len(plan))
+    below = sum(a < problem.threshold for a in evaluation.accuracies)
+    note = f"downsized: {below} of {len(plan)} served below the threshold {problem.threshold:g}"
+    return Solution(solver, plan, evaluation, sol.solve_time_s + extra.solve_time_s, note=note,
+                    unserved_reason=extra.unserved_reason if len(plan) < problem.requests else "", problem=wide)
+
+
+def _admit(problem: Problem, solver: str, **options: object) -> Solution:
     if solver in ADMITTING:
         return solve(problem, solver, admit=True, **options)
     sol = solve(problem, solver, **options)

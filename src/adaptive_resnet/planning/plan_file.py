@@ -115,10 +115,7 @@ def read_plan(path: str | Path, problem: Problem) -> tuple[Problem, list[Request
         raise UserInputError(f"cannot read plan {path}: {type(exc).__name__}: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("requests"), list):
         raise UserInputError(f"{path}: a plan is a JSON object with a 'requests' list (as `plan --out` writes it)")
-    wide = problem.scenario.model_copy(update={"accuracy_threshold": 0.0, "allow_estimates": True})
-    evaluating = problem.derive(wide, rates_mbps=problem.rate_bps / 1e6, requests=problem.requests,
-                                energy_j=problem.energy_limit_j, available=problem.available)
-    evaluating.threshold = problem.threshold  # Eq. 16 is checked against the scenario's own threshold
+    evaluating = problem.widened(keep_threshold=True)  # Eq. 16 is checked against the scenario's own threshold
     try:
         return evaluating, [request_plan(evaluating, r, i) for i, r in enumerate(doc["requests"])]
     except UserInputError as exc:

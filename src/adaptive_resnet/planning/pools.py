@@ -124,11 +124,7 @@ def spill_pool(problem: Problem, requests: list[RequestPlan], left: int):
     """(devices, subset problem) of the ``POOL_SIZE`` devices with the most capacity left beside
     ``requests``, with what is left as their capacities (weights a device already hosts count
     as used: a conservative remainder), or (None, None) when none has any left."""
-    ev = problem.evaluate(requests, requests=len(requests))
-    used = {k: np.array([getattr(ev, k)[d] for d in problem.devices]) for k in ("memory_bytes", "macs", "energy_j")}
-    memory = np.maximum(problem.memory_limit_bytes - used["memory_bytes"], 0.0)
-    compute = np.maximum(problem.compute_limit_macs - used["macs"], 0.0)
-    energy = np.maximum(problem.energy_limit_j - used["energy_j"], 0.0)
+    memory, compute, energy = problem.remaining(requests)
     room = (memory / max(memory.max(), 1.0) + compute / max(compute.max(), 1.0)) * problem.available
     if not room.any():
         return None, None

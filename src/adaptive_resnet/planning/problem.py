@@ -181,7 +181,9 @@ class Problem:
         return clone
 
     def _candidates(self) -> list[Candidate]:
-        found = self.table.candidates(self.threshold, include_estimates=self.scenario.allow_estimates)
+        return self._candidates_from(self.table.candidates(self.threshold, include_estimates=self.scenario.allow_estimates))
+
+    def _candidates_from(self, found) -> list[Candidate]:
         if not found:
             raise UserInputError(
                 f"{self.scenario.where('accuracy_threshold')}: {self.threshold} is above every drop set's accuracy "
@@ -210,6 +212,34 @@ class Problem:
             out.append(Candidate(plan, acc.value, acc.estimated, np.array(idx), np.array(macs, float),
                                  np.array(mem, float), np.array(out_b, float), np.array(skip)))
         return out
+
+    def widened(self, *, keep_threshold: bool) -> Problem:
+        """The same step with every drop set its accuracy source knows as a candidate: measured
+        ones, and those estimated from singles and pairs of up to ``max(2,
+        scenario.downsize_max_drops)`` blocks, best first. With ``keep_threshold``, Eq. 16 is
+        still checked against the scenario's threshold (``evaluate`` reports a request below it
+        as a violation: reading a plan file); without, the threshold is lifted (downsizing
+        serves below it). Drop sets are renumbered: a plan of this problem indexes its own
+        ``candidates``."""
+        import copy
+
+        clone = copy.copy(self)
+        for cache in [k for k in clone.__dict__ if k.startswith("_")]:
+            del clone.__dict__[cache]  # caches keyed by drop-set number are this problem's
+        depth = max(2, self.scenario.downsize_max_drops)
+        clone.candidates = clone._candidates_from(self.table.candidates(0.0, include_estimates=True, max_drops=depth))
+        clone.threshold = self.threshold if keep_threshold else min(c.accuracy for c in clone.candidates)
+        return clone
+
+    def remaining(self, plan: list[RequestPlan]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per device, the memory (bytes), multiplications and energy (J) left beside ``plan``.
+        The weights a device already hosts count as used, so a plan for the remainder that
+        hosts them again is on the safe side (it may leave out a request that would fit)."""
+        ev = self.evaluate(plan, requests=len(plan))
+        used = {k: np.array([getattr(ev, k)[d] for d in self.devices]) for k in ("memory_bytes", "macs", "energy_j")}
+        return (np.maximum(self.memory_limit_bytes - used["memory_bytes"], 0.0),
+                np.maximum(self.compute_limit_macs - used["macs"], 0.0),
+                np.maximum(self.energy_limit_j - used["energy_j"], 0.0))
 
     def restricted_to(self, keep) -> Problem:
         """A copy whose candidate drop sets are those for which ``keep(candidate)`` is true.

@@ -18,6 +18,9 @@ class Solution:
     # Admission (``admit=True``): the plan may serve fewer requests than the step has; then
     # ``unserved_reason`` names what stopped one more (the binding resource).
     unserved_reason: str = ""
+    # The problem whose drop sets ``requests`` index, where it is not the one solved:
+    # downsizing (``admission: downsize``) widens it to drop sets below the threshold.
+    problem: Problem | None = None
 
     @property
     def served(self) -> int:
@@ -38,4 +41,4 @@ class Solution:
         """The plan document (:mod:`adaptive_resnet.planning.plan_file`)."""
         from adaptive_resnet.planning.plan_file import plan_document
 
-        return plan_document(self, problem)
+        return plan_document(self, self.problem or problem)

@@ -74,7 +74,9 @@ class StepPlan:
 
     @classmethod
     def from_solution(cls, solution, problem) -> StepPlan:
-        """The routes of ``solution`` (a :class:`~adaptive_resnet.planning.solution.Solution`) on ``problem``."""
+        """The routes of ``solution`` (a :class:`~adaptive_resnet.planning.solution.Solution`) on ``problem``
+        (or on the widened problem it names, when it was downsized)."""
+        problem = solution.problem or problem
         ev = solution.evaluation
         requests = tuple(
             PlannedRequest(tuple(problem.placement(r).items()), problem.candidates[r.candidate].plan, float(ev.latencies_s[k]),

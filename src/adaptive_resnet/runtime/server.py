@@ -212,11 +212,12 @@ class Server:
                 "steps": self.counts["steps"]}
 
     def _accuracy(self, drops: DropPlan) -> float | None:
-        """g(y) of a drop set, from the step's problem (the accuracy the planner counted on)."""
+        """g(y) of a drop set, from the accuracy source the planner counted on (measured, or
+        its estimate: a shortcut or downsizing may run a set that is no candidate at the
+        threshold); one dictionary lookup per answered request."""
         problem = getattr(self.controller, "problem", None)
-        if problem is None:
-            return None
-        return next((c.accuracy for c in problem.candidates if c.plan == drops), None)
+        found = None if problem is None else problem.table.accuracy(drops)
+        return None if found is None else found.value
 
     def metrics_text(self) -> bytes:
         """The Prometheus exposition of the counters and of the cluster's gauges, now."""
