@@ -785,3 +785,35 @@ def test_requests_beyond_what_the_plan_admits_fail_at_once_with_the_binding_reso
         assert sum(s["macs"] for s in cluster.stats().values()) > 0
     finally:
         cluster.shutdown()
+
+
+def test_an_experiment_on_ray_tasks_equals_one_in_processes(setup, tmp_path):
+    """Seeds as Ray tasks (the runs computed in Ray's workers, written by the driver) give the
+    points.csv of the process pool, and a re-run there resumes with nothing left to run."""
+    import csv
+
+    import adaptive_resnet.simulation.experiments as experiments
+    from adaptive_resnet.planning import load_problem
+
+    def points(path):
+        with open(path) as fh:
+            return [{k: v for k, v in row.items() if k != "solve_time_s_mean"} for row in csv.DictReader(fh)]
+
+    scenario = load_problem("scenarios/small.yaml")
+    args = dict(rounds=2, solvers=["fast"], values=[50.0, 400.0], progress=False, seeds=2)
+    experiments.run_experiment("fig7", scenario, tmp_path / "procs", jobs=1, **args)
+    experiments.run_experiment("fig7", scenario, tmp_path / "ray", on_ray=True, jobs=2, **args)
+    assert points(tmp_path / "ray" / "points.csv") == points(tmp_path / "procs" / "points.csv")
+    assert sorted(p.name for p in (tmp_path / "ray" / "runs").iterdir()) == sorted(p.name for p in (tmp_path / "procs" / "runs").iterdir())
+    import adaptive_resnet.simulation.simulator as simulator
+
+    def no_task_expected(*a, **k):
+        raise AssertionError("a finished run was sent to Ray again")
+
+    real = simulator.save_run  # every task's result is saved: none may run on a re-run
+    try:
+        simulator.save_run = no_task_expected
+        again = experiments.run_experiment("fig7", scenario, tmp_path / "ray", on_ray=True, jobs=2, **args)
+    finally:
+        simulator.save_run = real
+    assert len(again) == 2

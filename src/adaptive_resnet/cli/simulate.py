@@ -89,6 +89,8 @@ def experiment_cli(
     seeds: int = typer.Option(5, callback=checks.number(ge=1, le=1000), help="Independent seeds per point (seed, seed+1, ...): "
                               "each point is their mean with a 95% confidence interval."),
     jobs: int = typer.Option(None, callback=checks.number(ge=1, le=256), help="Processes running seeds side by side (default: one a core)."),
+    on_ray: bool = typer.Option(False, "--ray", help="Run the seeds as Ray tasks (a local Ray of --jobs CPUs, or the cluster at --address)."),
+    address: str = typer.Option(None, help="Ray address of an existing cluster to run the seeds on (implies --ray)."),
     reading: str = typer.Option(None, help="The paper's reading to run: fastest-device (ours), slowest-device or "
                                 "printed-eq5 (Eq. 5's normalisation), downsize (serve below the threshold before "
                                 "refusing) (default: the scenario's; docs/simulation.md)."),
@@ -109,7 +111,7 @@ def experiment_cli(
     if reading is not None:
         problem = problem.derive(problem.scenario.model_copy(update=READINGS[reading]))
     out = out or Path("runs") / (name if reading is None else f"{name}-{reading}")
-    run_experiment(name, problem, out, rounds, solver or ALL_SOLVERS, seed=seed, seeds=seeds, jobs=jobs)
+    run_experiment(name, problem, out, rounds, solver or ALL_SOLVERS, seed=seed, seeds=seeds, jobs=jobs, ray_address=address, on_ray=on_ray)
     typer.echo(f"points.csv (per seed, mean, 95% CI) and {name}.png/.pdf written to {out}")
 
 

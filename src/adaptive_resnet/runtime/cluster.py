@@ -62,6 +62,7 @@ class RayCluster:
                  compiled: bool = False, time_dilation: float = 1.0, deadline_s: float | None = None) -> None:
         import ray
 
+        from adaptive_resnet.ray_connect import connect
         from adaptive_resnet.runtime.worker import DeviceWorker
 
         self.problem = problem
@@ -73,14 +74,7 @@ class RayCluster:
         self.compiled = CompiledChains(self, compiled)
         self.actors: dict = {}
         self.health = Health(self.actors)
-        if not ray.is_initialized():
-            try:
-                if address:
-                    ray.init(address=address, log_to_driver=False)
-                else:
-                    ray.init(num_cpus=max(2, len(problem.devices)), include_dashboard=False, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise UserInputError(f"cannot reach Ray at {address or 'a new local instance'}: {str(exc).splitlines()[0]}") from None
+        connect(address, num_cpus=max(2, len(problem.devices)))
         # Emulation by default where the whole cluster is one machine (one Ray node standing for
         # the network), not where workers sit on several nodes with a real network between them.
         self.emulate_links = one_node() if emulate_links is None else emulate_links

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from adaptive_resnet.errors import unknown_choice
+from adaptive_resnet.errors import UserInputError, unknown_choice
 from adaptive_resnet.simulation.simulator import SimConfig, simulate
 
 ALL_SOLVERS = ("exact", "fast", "paper", "no-drop", "neurosurgeon", "exo", "petals")
@@ -88,15 +88,57 @@ def _run_one(job: tuple) -> tuple:
     return key, simulate(point_problem, config, folder, progress=False)["summary"]
 
 
+def _simulate_elsewhere(problem, config: SimConfig) -> dict:
+    """One run as a Ray task: computed where Ray puts it, written by the driver (save_run),
+    so no node needs the driver's disk."""
+    return simulate(problem, config, None, progress=False)
+
+
+def _run_on_ray(work: list, address: str | None, cpus: int, advance) -> dict:
+    """Every job of ``work`` as a Ray task (one CPU each) on the cluster at ``address`` (or a
+    local one of ``cpus``). Runs already finished in their folder are read back here; each one
+    that finishes is written to its folder at once, so an interrupted experiment resumes per
+    (point, solver, seed) as with processes. A task lost with its node is retried by Ray."""
+    import ray
+
+    from adaptive_resnet.ray_connect import connect
+    from adaptive_resnet.simulation.simulator import save_run
+
+    connect(address, num_cpus=cpus)
+    task = ray.remote(num_cpus=1, max_retries=3)(_simulate_elsewhere)
+    shipped: dict[int, object] = {}  # each point's problem sent once, not once per seed
+    results, pending = {}, {}
+    for job in work:
+        key, point_problem, config, folder = job
+        if (folder / "summary.json").is_file():
+            results[key] = _run_one(job)[1]  # done before: simulate resumes it with nothing left to run
+            advance()
+            continue
+        ref = shipped.setdefault(id(point_problem), ray.put(point_problem))
+        pending[task.remote(ref, config)] = job
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        key, point_problem, config, folder = pending.pop(done[0])
+        try:
+            result = ray.get(done[0])
+        except ray.exceptions.RayError as exc:
+            raise UserInputError(f"run {folder.name} failed on Ray: {str(exc).strip().splitlines()[-1]}") from None
+        save_run(point_problem, config, folder, result)
+        results[key] = result["summary"]
+        advance()
+    return results
+
+
 def run_experiment(name: str, problem, out_dir: str | Path, rounds: int = 10, solvers: Sequence[str] = ALL_SOLVERS,
                    values: Sequence | None = None, seed: int = 0, progress: bool = True, seeds: int = DEFAULT_SEEDS,
-                   jobs: int | None = None) -> list[dict]:
+                   jobs: int | None = None, ray_address: str | None = None, on_ray: bool = False) -> list[dict]:
     """Run one experiment on ``problem``'s scenario, every point with ``seeds`` independent
     seeds (``seed``, ``seed + 1``, ...); writes ``points.csv`` (a row per point, solver and seed,
     then its mean and 95% confidence interval), ``<name>.png`` and ``.pdf``, and each run under
     ``out_dir/runs`` (a re-run resumes each (point, solver, seed) where it stopped). Seeds run
-    in ``jobs`` processes (default: one per core). Returns a row per point and solver: each
-    recorded metric's mean, with ``<metric>_ci95_low`` / ``_high``."""
+    in ``jobs`` processes (default: one per core), or, with ``on_ray`` (or a ``ray_address``),
+    as Ray tasks on that cluster (default: a local one of ``jobs`` CPUs). Returns a row per
+    point and solver: each recorded metric's mean, with ``<metric>_ci95_low`` / ``_high``."""
     import os
     from concurrent.futures import ProcessPoolExecutor
 
@@ -127,7 +169,9 @@ def run_experiment(name: str, problem, out_dir: str | Path, rounds: int = 10, so
     results: dict[tuple, dict] = {}
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(work)))
     with _progress(progress, f"{name}: {len(values)} points x {len(solvers)} solvers x {seeds} seeds", len(work)) as advance:
-        if jobs == 1:
+        if on_ray or ray_address:
+            results = _run_on_ray(work, ray_address, jobs, advance)
+        elif jobs == 1:
             for job in work:
                 key, summary = _run_one(job)
                 results[key] = summary

@@ -117,15 +117,14 @@ def simulate(problem, config: SimConfig, out_dir: str | Path | None = None, prog
     capacity = np.array([d.energy_j for d in scenario.devices], float)
     battery = capacity.copy()
     alive = np.ones(n, bool)
-    fields = ROUND_FIELDS + [f"energy_j:{d}" for d in names]
+    fields = _fields(names)
 
     rows: list[dict] = []
     out = Path(out_dir) if out_dir else None
     if out:
         check_writable_target(out)
-        identity = {"scenario": scenario.model_dump(), "config": config.model_dump()}
         rounds_path = out / "rounds.csv"
-        if claim(out, identity, "simulation") and rounds_path.is_file():
+        if claim(out, _identity(problem, config), "simulation") and rounds_path.is_file():
             rows = read_records(rounds_path, fields, key="round")[: config.rounds]
         else:
             start_records(rounds_path, fields)
@@ -161,6 +160,30 @@ def simulate(problem, config: SimConfig, out_dir: str | Path | None = None, prog
     if out:
         write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return {"summary": summary, "rounds": rows}
+
+
+def _fields(names: list[str]) -> list[str]:
+    return ROUND_FIELDS + [f"energy_j:{d}" for d in names]
+
+
+def _identity(problem, config: SimConfig) -> dict:
+    """What determines a run's results: the folder's ``config.json``."""
+    return {"scenario": problem.scenario.model_dump(), "config": config.model_dump()}
+
+
+def save_run(problem, config: SimConfig, out_dir: str | Path, result: dict) -> None:
+    """Write a finished run computed elsewhere (``simulate``'s result, from a Ray task on
+    another node) to ``out_dir`` as ``simulate`` itself would have: running the same run there
+    again then finds every round done."""
+    from adaptive_resnet.run_folder import append_record, check_writable_target, claim, start_records, write_atomic
+
+    out = check_writable_target(out_dir)
+    fields = _fields(problem.scenario.device_names)
+    claim(out, _identity(problem, config), "simulation")
+    start_records(out / "rounds.csv", fields)
+    for row in result["rounds"]:
+        append_record(out / "rounds.csv", fields, row)
+    write_atomic(out / "summary.json", json.dumps(result["summary"], indent=2) + "\n")
 
 
 def _solve_round(problem, config: SimConfig, t: int, step: dict):
