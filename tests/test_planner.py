@@ -471,6 +471,26 @@ def test_a_round_with_more_requests_than_fit_is_planned_in_one_solve(monkeypatch
     assert all(r["served"] > 0 for r in rows)
 
 
+@pytest.mark.parametrize(("memory_mb", "compute_gmac", "mode"), [(100, 5, "shared-weights"), (45, 6, "shared-weights"), (45, 6, "paper")])
+def test_the_benchmarks_joint_milp_peer_finds_the_brute_force_optimum(memory_mb, compute_gmac, mode):
+    """The peer of benchmarks/planner_scale.py is a faithful model of Eq. 3-19: on small
+    instances it finds brute force's optimum, and the plan it returns is feasible by the cost
+    model's own evaluation."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from joint_milp import solve_joint_milp
+
+    problem = Problem(scenario(SMALL.format(m=memory_mb, c=compute_gmac), requests=2, mode=mode), PROFILE, TABLE)
+    most, optimum = brute_force_admission(problem)
+    assert most == 2
+    result = solve_joint_milp(problem, time_limit_s=30)
+    ev = problem.evaluate(result.plan)
+    assert ev.feasible and ev.objective == pytest.approx(optimum, rel=1e-7) and result.status == "optimal"
+    assert result.lower_bound == pytest.approx(optimum, rel=1e-6)
+
+
 @pytest.mark.parametrize(("memory_mb", "compute_gmac"), [(60, 12), (45, 100), (200, 6)])
 def test_paper_memory_mode_is_never_worse_than_the_shared_weights_plan_where_it_fits(memory_mb, compute_gmac):
     paper = Problem(scenario(THREE.format(m=memory_mb, c=compute_gmac), requests=3, mode="paper"), PROFILE, TABLE)
