@@ -503,6 +503,27 @@ def test_paper_memory_mode_is_never_worse_than_the_shared_weights_plan_where_it_
     assert sol.lower_bound is None or sol.lower_bound <= sol.evaluation.objective + 1e-9
 
 
+def test_a_fleet_above_the_pooling_size_is_planned_in_pools_then_searched_whole():
+    """60 devices (pools above 48), each too small for one whole request (5.1 GMAC at full,
+    5 GMAC of compute): both solvers give a feasible plan on the fleet's own devices; exact's
+    is no worse than fast's pooled plan, with a valid bound from the whole fleet's search."""
+    from adaptive_resnet.planning import pools
+
+    devices = "\n".join(f"  - {{name: d{i}, memory_mb: 100, speed_gmacs: {1 + i % 2}, compute_limit_gmac: 5, energy_j: 1000}}"
+                         for i in range(60))
+    problem = Problem(scenario(devices, requests=40), PROFILE, TABLE)
+    assert len(problem.devices) > pools.POOLED_ABOVE
+    fast = solve(problem, "fast")
+    exact = solve(problem, "exact", time_limit_s=1)
+    for sol in (fast, exact):
+        ev = problem.evaluate(sol.requests)
+        assert ev.feasible and ev.objective == pytest.approx(sol.evaluation.objective)
+    assert "pooled" in fast.note
+    assert exact.evaluation.objective <= fast.evaluation.objective + 1e-12
+    assert exact.lower_bound is not None and exact.lower_bound <= exact.evaluation.objective + 1e-12
+    assert "whole fleet" in exact.note
+
+
 ONE = """  - {name: a, memory_mb: 100, speed_gmacs: 1, compute_limit_gmac: 4.3, energy_j: 1000}"""
 
 

@@ -37,6 +37,7 @@ from adaptive_resnet.planning.solution import Solution
 
 MASTER_ALL_COLUMNS = 200  # the integer master takes every column up to this many, else those the last LP used
 MASTER_STARTS = 12  # plans of the integer master's search that local search starts from
+WHOLE_FLEET_UP_TO = 300  # devices: above POOLED_ABOVE, the whole fleet's search runs after the pooled plan up to this
 
 
 def solve_exact(problem: Problem, time_limit_s: float = 1.0, admit: bool = False) -> Solution:
@@ -44,16 +45,12 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, admit: bool = False
 
     ``admit``: when not every request fits, start from the count ``fast`` admits and solve
     exactly for one more while one fits (:func:`_admit_exactly`), within the time limit. Fleets of more than ``POOLED_ABOVE`` devices
-    are planned pool by pool (:mod:`~adaptive_resnet.planning.pools`) within the time limit:
-    the flow program and column generation are built for the paper's scale, and the bound
-    there is the compute-only one."""
+    are planned pool by pool (:mod:`~adaptive_resnet.planning.pools`), then, up to
+    ``WHOLE_FLEET_UP_TO`` devices, searched whole with the time left (:func:`_pooled_then_whole`)."""
     from adaptive_resnet.planning import pools
 
     if len(problem.devices) > pools.POOLED_ABOVE:
-        sol = pools.solve_pooled(problem, "exact", admit=admit, time_limit_s=time_limit_s)
-        sol.note += "; exact's proof (column generation, flow program) is for fleets of up to " \
-                    f"{pools.POOLED_ABOVE} devices: this is the pooled plan"
-        return sol
+        return _pooled_then_whole(problem, time_limit_s, admit)
     if admit:
         t0 = time.perf_counter()
         admitted = solve_fast(problem, admit=True)
@@ -62,6 +59,34 @@ def solve_exact(problem: Problem, time_limit_s: float = 1.0, admit: bool = False
     if not problem.shared_weights:
         return _seeded_by_shared_weights(problem, time_limit_s)
     return _solve_exact(problem, time_limit_s)
+
+
+def _pooled_then_whole(problem: Problem, time_limit_s: float, admit: bool) -> Solution:
+    """A fleet above ``POOLED_ABOVE`` devices: the pooled plan first (tens of milliseconds);
+    then, up to ``WHOLE_FLEET_UP_TO`` devices and when every request is served, the search on
+    the whole fleet with the time left, whose column generation proves a bound the pools cannot
+    (their bound is the compute-only one) and whose plans may cross pools. Measured on planted
+    instances with 10 s: N = 100, R = 100 from a 46% gap (pooled) to 4.4%, and plans 2-7% lower
+    at N = 100-300. Past 300 devices the route DPs' tables (L x N^2 per drop set) outgrow the
+    time and memory, and the pooled plan is the answer."""
+    from adaptive_resnet.planning import pools
+
+    t0 = time.perf_counter()
+    sol = pools.solve_pooled(problem, "exact", admit=admit, time_limit_s=time_limit_s)
+    left = time_limit_s - (time.perf_counter() - t0)
+    if len(problem.devices) > WHOLE_FLEET_UP_TO or sol.served < problem.requests or not sol.feasible or left < 0.1 * time_limit_s:
+        sol.note += f"; the pooled plan (the search over the whole fleet runs up to {WHOLE_FLEET_UP_TO} devices, all requests served)"
+        return sol
+    whole = _solve_exact(problem, left)
+    bounds = [b for b in (sol.lower_bound, whole.lower_bound) if b is not None]
+    if whole.feasible and whole.evaluation.objective < sol.evaluation.objective - 1e-12:
+        best, note = whole, f"the whole fleet's plan ({whole.note}); pooled plan {sol.evaluation.objective:.4f}"
+    else:
+        best, note = sol, f"the pooled plan; the whole fleet's search: {whole.note}"
+    best.lower_bound = max(bounds) if bounds else None
+    best.solve_time_s = time.perf_counter() - t0
+    best.note = note
+    return best
 
 
 def _seeded_by_shared_weights(problem: Problem, time_limit_s: float) -> Solution:
