@@ -28,6 +28,12 @@ POOLED_ABOVE = 48  # fleets of more devices are planned pool by pool
 SPILL_PASSES = 4  # passes over the devices with the most left, for requests no pool took
 
 
+def capacity_score(memory_bytes: np.ndarray, compute_macs: np.ndarray, among) -> np.ndarray:
+    """How much each device can hold: its memory and its compute, each as a fraction of the
+    largest among the devices ``among`` (indices), averaged. Used to form pools and spill pools."""
+    return 0.5 * (memory_bytes / max(memory_bytes[among].max(), 1.0) + compute_macs / max(compute_macs[among].max(), 1.0))
+
+
 def form_pools(problem: Problem, size: int = POOL_SIZE) -> list[np.ndarray]:
     """The fleet's available devices in pools of ``size`` (the last may be up to 1.5x it), best
     pool first."""
@@ -37,9 +43,7 @@ def form_pools(problem: Problem, size: int = POOL_SIZE) -> list[np.ndarray]:
     speed = problem.speed_macs / problem.speed_macs[left].max()
     # Capacity counts as much as speed: a pool of fast devices that cannot hold a segment serves
     # nothing (N = 1000, R = 10 with a planted plan: 6 requests fit no pool when pools ignored it).
-    capacity = 0.5 * (problem.memory_limit_bytes / problem.memory_limit_bytes[left].max()
-                      + problem.compute_limit_macs / max(problem.compute_limit_macs[left].max(), 1.0))
-    speed = speed + capacity
+    speed = speed + capacity_score(problem.memory_limit_bytes, problem.compute_limit_macs, left)
     finite = np.where(np.isfinite(problem.rate_bps), problem.rate_bps, 0.0)
     rate = finite / max(finite[np.ix_(left, left)].max(), 1.0)
     pools = []
@@ -125,7 +129,7 @@ def spill_pool(problem: Problem, requests: list[RequestPlan], left: int):
     ``requests``, with what is left as their capacities (weights a device already hosts count
     as used: a conservative remainder), or (None, None) when none has any left."""
     memory, compute, energy = problem.remaining(requests)
-    room = (memory / max(memory.max(), 1.0) + compute / max(compute.max(), 1.0)) * problem.available
+    room = capacity_score(memory, compute, slice(None)) * problem.available
     if not room.any():
         return None, None
     pool = np.sort(np.argsort(-room)[:POOL_SIZE])
