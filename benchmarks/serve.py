@@ -19,12 +19,14 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from http_load import load, png
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = """
@@ -67,44 +69,6 @@ class AsBefore:
         return outcomes, {"requests": [{"drops": r.drops.entries()} for r in plan.requests], "objective": plan.objective}
 
 
-def png(rng) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def load(url: str, bodies: list[bytes], clients: int) -> tuple[float, list[float], int]:
-    """(wall seconds, latency of each request, failures) for ``bodies`` sent by ``clients`` threads."""
-    latencies: list[float] = []
-    failures = [0]
-    lock = threading.Lock()
-    work = list(bodies)
-
-    def client():
-        while True:
-            with lock:
-                if not work:
-                    return
-                body = work.pop()
-            t0 = time.perf_counter()
-            try:
-                with urllib.request.urlopen(urllib.request.Request(url + "/classify", data=body, method="POST"), timeout=300) as r:
-                    r.read()
-                with lock:
-                    latencies.append(time.perf_counter() - t0)
-            except Exception:  # noqa: BLE001  counted, the benchmark goes on
-                with lock:
-                    failures[0] += 1
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0, latencies, failures[0]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=64)
@@ -143,13 +107,14 @@ def main() -> None:
                     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
                     thread.start()
                     url = f"http://127.0.0.1:{httpd.server_address[1]}"
-                    stop = lambda: (httpd.shutdown(), httpd.server_close())  # noqa: E731
+                    stop = lambda: (httpd.shutdown(), httpd.server_close())
                 else:
                     server = new.Server(controller, step_s=0.05)
                     url, stop = new.serve_in_thread(server)
                 try:
-                    load(url, bodies[:clients], clients)  # warm
-                    wall, lat, failed = load(url, bodies, clients)
+                    load(url + "/classify", bodies[:clients], clients)  # warm
+                    wall, lat, statuses = load(url + "/classify", bodies, clients)
+                    failed = sum(statuses.values()) - statuses.get(200, 0)
                 finally:
                     stop()
                     server.close()

@@ -17,65 +17,19 @@ Ray Serve's front is the natural one for a Ray runtime (``@serve.batch`` gathers
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from http_load import load, png
 
 SIZE = 16
 PORT = 18231
-
-
-def png(rng) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def load(url: str, bodies: list[bytes], clients: int) -> tuple[float, list[float], dict[int, int]]:
-    """(wall seconds, latency of each answered request, count by HTTP status) for ``bodies``
-    sent by ``clients`` threads, a new connection each, as ``benchmarks/serve.py`` sends them."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    lock = threading.Lock()
-    work = list(bodies)
-
-    def client() -> None:
-        while True:
-            with lock:
-                if not work:
-                    return
-                body = work.pop()
-            t0 = time.perf_counter()
-            try:
-                with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=120) as r:
-                    r.read()
-                    status = r.status
-            except urllib.error.HTTPError as err:
-                err.read()
-                status = err.code
-            except OSError:
-                status = 0  # no HTTP answer at all (reset, refused)
-            with lock:
-                statuses[status] = statuses.get(status, 0) + 1
-                if status == 200:
-                    latencies.append(time.perf_counter() - t0)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0, latencies, statuses
 
 
 def rss_mb(pid: int) -> float:
@@ -136,9 +90,9 @@ class SlowStep(Instant):
 
 
 def measure(name: str, url: str, bodies: list[bytes], rows: list) -> None:
-    load(url, bodies[:32], 8)  # warm
+    load(url, bodies[:32], 8, timeout_s=120)  # warm
     for clients in (1, 8, 32):
-        wall, lat, statuses = load(url, bodies, clients)
+        wall, lat, statuses = load(url, bodies, clients, timeout_s=120)
         ms = np.array(lat) * 1e3
         p50, p99 = np.percentile(ms, [50, 99]) if len(ms) else (np.nan, np.nan)
         rows.append((name, clients, len(lat) / wall, p50, p99, sum(v for k, v in statuses.items() if k != 200)))
@@ -173,7 +127,7 @@ def overload(bodies: list[bytes], rounds: int) -> list[tuple[int, float, dict]]:
     try:
         sent = 0
         for _ in range(rounds):
-            _, _, statuses = load(url + "/classify", bodies, 128)
+            _, _, statuses = load(url + "/classify", bodies, 128, timeout_s=120)
             sent += len(bodies)
             out.append((sent, rss_mb(os.getpid()), statuses))
             print(f"overload: sent {sent:>5}, RSS {out[-1][1]:6.1f} MB, statuses {dict(sorted(statuses.items()))}", flush=True)
@@ -229,7 +183,7 @@ def main() -> None:
     parser.add_argument("--overload-rounds", type=int, default=5)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    bodies = [png(rng) for _ in range(args.requests)]
+    bodies = [png(rng, SIZE) for _ in range(args.requests)]
     rows: list = []
     stacks = {"uvicorn": ours(bodies, args.step_s, rows)}
     stacks["Ray Serve"] = ray_serve(bodies, args.step_s, rows)
