@@ -185,6 +185,22 @@ def test_a_resumed_multi_seed_experiment_equals_an_uninterrupted_one(tmp_path, m
     assert len(rows) == 2 * 2 * (3 + 3)
 
 
+def test_a_solver_or_seeds_added_to_an_experiment_run_alone(tmp_path, monkeypatch):
+    import adaptive_resnet.simulation.experiments as experiments
+
+    scenario = load_problem("scenarios/small.yaml")
+    args = dict(rounds=1, values=[50.0], progress=False, jobs=1)
+    run_experiment("fig7", scenario, tmp_path, solvers=["fast"], seeds=2, **args)
+    real, ran = experiments.simulate, []
+    monkeypatch.setattr(experiments, "simulate", lambda problem, config, *a, **k: ran.append((config.solver, config.seed)) or real(problem, config, *a, **k))
+    points = run_experiment("fig7", scenario, tmp_path, solvers=["fast", "no-drop"], seeds=3, **args)
+    finished_before = {("fast", 0), ("fast", 1)}
+    assert {(s, k) for s, k in ran} - finished_before == {("fast", 2), ("no-drop", 0), ("no-drop", 1), ("no-drop", 2)}
+    assert [p["solver"] for p in points] == ["fast", "no-drop"] and all(p["seeds"] == 3 for p in points)
+    with pytest.raises(UserInputError, match="differs in: rounds"):
+        run_experiment("fig7", scenario, tmp_path, solvers=["fast"], seeds=2, **{**args, "rounds": 2})
+
+
 def test_an_experiment_figure_has_every_panel_a_legend_and_labelled_axes(tmp_path):
     from adaptive_resnet.simulation.experiments import EXPERIMENTS, PANELS, figure
 

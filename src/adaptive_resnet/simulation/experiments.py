@@ -157,8 +157,10 @@ def run_experiment(name: str, problem, out_dir: str | Path, rounds: int = 10, so
     out = check_writable_target(out_dir)
     # Every point's scenario is built (and so checked) before the folder is claimed.
     points_in = [(value, problem.derive(exp.apply(scenario, value)[0]), exp.apply(scenario, value)[1]) for value in values]
+    # Each (point, solver, seed) is a run folder of its own, so solvers or seeds added to an
+    # experiment run alone, beside the runs already there (the config then names them all).
     claim(out, {"experiment": name, "scenario": scenario.model_dump(), "rounds": rounds, "solvers": list(solvers),
-                "values": [str(v) for v in values], "seed": seed, "seeds": seeds}, "experiment")
+                "values": [str(v) for v in values], "seed": seed, "seeds": seeds}, "experiment", ignore=("solvers", "seeds"))
     work = []
     for value, point_problem, updates in points_in:
         for solver in solvers:
