@@ -14,7 +14,7 @@ to 1e6), ResNet-50 at 224x224 with the paper's accuracy table, devices half 1.4 
   planted plan is feasible by construction, so "infeasible" from a solver is a measured
   failure, and its objective bounds the optimum from above.
 
-Side by side per instance: ``fast``, ``exact`` (``--exact-seconds``; 10 s at N = 100, R = 100),
+Side by side per instance: ``fast`` (time: the median of three solves where one is under 0.2 s), ``exact`` (``--exact-seconds``; 10 s at N = 100, R = 100),
 and the paper's GA at the paper's scale (N, R <= 30). Printed: objective, the planted plan's
 objective, gap to the best lower bound any solver proved, feasibility, solve time; then the
 targets, and a log-log plot of solve time against N x R.
@@ -107,7 +107,7 @@ def main() -> None:
                 else:
                     scenario, upper = planted(n, r, seed, profile, table)
                 limit = 10.0 if (n, r) == (100, 100) else args.exact_seconds
-                results = {"fast": (solve(Problem(scenario, profile, table), "fast"), None),
+                results = {"fast": (timed_fast(scenario, profile, table), None),
                            "exact": (solve(Problem(scenario, profile, table), "exact", time_limit_s=limit), limit)}
                 if n <= 30 and r <= 30:
                     results["paper"] = (solve(Problem(scenario, profile, table), "paper", pop_size=40, generations=200,
@@ -131,6 +131,17 @@ def main() -> None:
                       f"{limit if milp['built'] else '-':>6}  {milp['note']}", flush=True)
     report(rows)
     plot(rows, args.plot)
+
+
+def timed_fast(scenario, profile, table):
+    """``fast``'s plan, its time the median of three solves on fresh problems where one takes
+    under 0.2 s (the plan is the same each time; this machine's speed drifts from minute to
+    minute, and one reading moved 52 -> 85 ms at N = 100, R = 100 between two runs)."""
+    sol = solve(Problem(scenario, profile, table), "fast")
+    if sol.solve_time_s < 0.2:
+        times = [sol.solve_time_s] + [solve(Problem(scenario, profile, table), "fast").solve_time_s for _ in range(2)]
+        sol.solve_time_s = float(np.median(times))
+    return sol
 
 
 def milp_row(problem: Problem, limit_s: float) -> dict:
