@@ -21,9 +21,9 @@ from adaptive_resnet.simulation.stats import mean_ci
 CLAIMS = (
     ("fig6", "accuracy", -1, "6a: lowest accuracy at alpha = 1"),
     ("fig6", "latency_mean_s", -1, "6b: alpha = 1 needs fewer resources (latency prioritised)"),
-    ("fig6", "shared_mb", -1, "6: fewer resources at alpha = 1"),
-    ("fig6", "energy_j", -1, "6: fewer resources at alpha = 1"),
-    ("fig6", "gmacs", -1, "6: fewer resources at alpha = 1"),
+    ("fig6", "shared_mb", -1, "6c: fewer resources at alpha = 1 (shared data)"),
+    ("fig6", "energy_j", -1, "6d: fewer resources at alpha = 1 (energy)"),
+    ("fig6", "gmacs", -1, "6e: fewer resources at alpha = 1 (computational load)"),
     ("fig7", "accuracy", +1, "7a: accuracy increases with capacity (less dropping)"),
     ("fig7", "latency_mean_s", -1, "7b: latency decreases"),
     ("fig7", "shared_mb", -1, "7c: shared data decreases"),
