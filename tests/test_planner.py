@@ -537,14 +537,15 @@ def test_downsizing_serves_below_the_threshold_before_refusing(solver):
     from adaptive_resnet.planning.step_plan import StepPlan
 
     both = DropPlan.dc(["stage2.block1", "stage2.block2"])
+    options = {"pop_size": 20, "generations": 20} if solver == "paper" else {}  # a small GA: the instance is tiny
     refuse = Problem(scenario(ONE, requests=3, alpha=0.0), PROFILE, TABLE)
     assert refuse.scenario.reading == "fastest-device"
-    sol = admit(refuse, solver)
+    sol = admit(refuse, solver, **options)
     assert sol.served == 1 and sol.evaluation.accuracies == [0.85] and sol.problem is None
     downsize = Problem(scenario(ONE, requests=3, alpha=0.0).model_copy(update={"admission": "downsize", "downsize_max_drops": 2}),
                        PROFILE, TABLE)
     assert downsize.scenario.reading == "downsize"
-    sol = admit(downsize, solver)
+    sol = admit(downsize, solver, **options)
     assert sol.served == 2 and sorted(sol.evaluation.accuracies) == pytest.approx([0.45, 0.85])
     assert sol.feasible and sol.evaluation.macs["a"] == pytest.approx(3.1e9 + 1.1e9)
     assert "downsized: 1 of 2 served below the threshold 0.8" in sol.note and "compute[a]" in sol.unserved_reason
