@@ -201,6 +201,19 @@ def test_a_solver_or_seeds_added_to_an_experiment_run_alone(tmp_path, monkeypatc
         run_experiment("fig7", scenario, tmp_path, solvers=["fast"], seeds=2, **{**args, "rounds": 2})
 
 
+def test_experiment_runs_readings_side_by_side_and_prints_their_trends(tmp_path):
+    runner = CliRunner()
+    base = ["experiment", "fig8", "--out", str(tmp_path / "f8"), "--rounds", "1", "--seeds", "2", "--solver", "fast", "--jobs", "1"]
+    result = runner.invoke(app, [*base, "--reading", "fastest-device", "--reading", "slowest-device"])
+    assert result.exit_code == 0, result.output
+    for reading in ("fastest-device", "slowest-device"):
+        assert (tmp_path / f"f8-{reading}" / "points.csv").is_file() and (tmp_path / f"f8-{reading}" / "fig8.pdf").is_file()
+    assert "fastest-device: reproduced | slowest-device: slope (95% CI)" in result.output
+    assert "- slowest-device, fast: " in result.output
+    result = runner.invoke(app, [*base, "--reading", "downsize", "--reading", "downsize"])
+    assert result.exit_code == 2 and "given twice" in result.output
+
+
 def test_an_experiment_figure_has_every_panel_a_legend_and_labelled_axes(tmp_path):
     from adaptive_resnet.simulation.experiments import EXPERIMENTS, PANELS, figure
 

@@ -9,6 +9,7 @@ import typer
 
 from adaptive_resnet.cli import checks
 from adaptive_resnet.cli.app import command
+from adaptive_resnet.errors import UserInputError
 
 DEFAULT_SCENARIO = "scenarios/paper.yaml"
 MAX_ROUNDS = 100_000  # SimConfig's bound, checked here before any work
@@ -24,7 +25,6 @@ def _sim_config(**values):
     from pydantic import ValidationError
 
     from adaptive_resnet.config_errors import validation_message
-    from adaptive_resnet.errors import UserInputError
     from adaptive_resnet.simulation.simulator import SimConfig
 
     try:
@@ -35,7 +35,6 @@ def _sim_config(**values):
 
 def parse_failures(items: list[str], rounds: int) -> dict[int, list[str]]:
     """``--fail ROUND:DEVICE`` items as {round: [devices]}; rounds within 1..``rounds``."""
-    from adaptive_resnet.errors import UserInputError
 
     failures: dict[int, list[str]] = {}
     for item in items:
@@ -91,9 +90,10 @@ def experiment_cli(
     jobs: int = typer.Option(None, callback=checks.number(ge=1, le=256), help="Processes running seeds side by side (default: one a core)."),
     on_ray: bool = typer.Option(False, "--ray", help="Run the seeds as Ray tasks (a local Ray of --jobs CPUs, or the cluster at --address)."),
     address: str = typer.Option(None, help="Ray address of an existing cluster to run the seeds on (implies --ray)."),
-    reading: str = typer.Option(None, help="The paper's reading to run: fastest-device (ours), slowest-device or "
-                                "printed-eq5 (Eq. 5's normalisation), downsize (serve below the threshold before "
-                                "refusing) (default: the scenario's; docs/simulation.md)."),
+    reading: list[str] = typer.Option([], help="The paper's reading to run: fastest-device (ours), slowest-device or "
+                                      "printed-eq5 (Eq. 5's normalisation), downsize (serve below the threshold before "
+                                      "refusing) (default: the scenario's; docs/simulation.md). Repeatable: each reading "
+                                      "runs into <out>-<reading>, then their trend table is printed side by side."),
 ) -> None:
     """One of the paper's experiments, every solver and baseline side by side, with plots."""
     from adaptive_resnet.errors import unknown_choice
@@ -105,24 +105,28 @@ def experiment_cli(
         raise unknown_choice("experiment", name, EXPERIMENTS)
     for s in solver:
         check_solver(s)
-    if reading is not None and reading not in READINGS:
-        raise unknown_choice("reading", reading, READINGS)
-    problem = _load(scenario)
-    if reading is not None:
-        problem = problem.derive(problem.scenario.model_copy(update=READINGS[reading]))
-    out = out or Path("runs") / (name if reading is None else f"{name}-{reading}")
-    run_experiment(name, problem, out, rounds, solver or ALL_SOLVERS, seed=seed, seeds=seeds, jobs=jobs, ray_address=address, on_ray=on_ray)
-    typer.echo(f"points.csv (per seed, mean, 95% CI) and {name}.png/.pdf written to {out}")
+    for r in reading:
+        if r not in READINGS:
+            raise unknown_choice("reading", r, READINGS)
+    if len(set(reading)) < len(reading):
+        raise UserInputError(f"--reading {next(r for r in reading if reading.count(r) > 1)} is given twice")
+    loaded = _load(scenario)
+    runs = [(loaded, out or Path("runs") / name)] if not reading else \
+        [(loaded.derive(loaded.scenario.model_copy(update=READINGS[r])),
+          out if (out and len(reading) == 1) else Path(f"{out or Path('runs') / name}-{r}")) for r in reading]
+    for problem, folder in runs:
+        run_experiment(name, problem, folder, rounds, solver or ALL_SOLVERS, seed=seed, seeds=seeds, jobs=jobs, ray_address=address,
+                       on_ray=on_ray)
+        typer.echo(f"points.csv (per seed, mean, 95% CI) and {name}.png/.pdf written to {folder}")
+    if len(runs) > 1:
+        from adaptive_resnet.simulation.trends import trend_table
+
+        typer.echo(trend_table(_trend_results([folder for _, folder in runs])))
 
 
-@command("trends")
-def trends_cli(
-    folders: list[Path] = typer.Argument(..., help="Experiment folders (as `experiment --out` writes them), any readings."),
-    doc: Path = typer.Option(None, help="Also write the table into this Markdown file, between its trend-table markers."),
-) -> None:
-    """The paper's claimed trends of Figs. 6-9 against those measured, per reading and solver."""
-    from adaptive_resnet.errors import UserInputError
-    from adaptive_resnet.simulation.trends import measured_trends, trend_table, write_into
+def _trend_results(folders: list[Path]) -> dict[str, list[dict]]:
+    """reading -> the measured trends of every finished experiment folder of that reading."""
+    from adaptive_resnet.simulation.trends import measured_trends
     from adaptive_resnet.system import Scenario
 
     results: dict[str, list[dict]] = {}
@@ -132,7 +136,18 @@ def trends_cli(
             raise UserInputError(f"{folder} holds no finished experiment (config.json and points.csv)")
         reading = Scenario.model_validate(json.loads(config.read_text())["scenario"]).reading
         results.setdefault(reading, []).extend(measured_trends(points))
-    table = trend_table(results)
+    return results
+
+
+@command("trends")
+def trends_cli(
+    folders: list[Path] = typer.Argument(..., help="Experiment folders (as `experiment --out` writes them), any readings."),
+    doc: Path = typer.Option(None, help="Also write the table into this Markdown file, between its trend-table markers."),
+) -> None:
+    """The paper's claimed trends of Figs. 6-9 against those measured, per reading and solver."""
+    from adaptive_resnet.simulation.trends import trend_table, write_into
+
+    table = trend_table(_trend_results(folders))
     typer.echo(table)
     if doc is not None:
         write_into(doc, table)
