@@ -208,6 +208,9 @@ SIMULATE_CASES = [
     (lambda f, out: ["experiment", "fig8", "--out", out, "--seed", "-2"], "at least 0"),
     (lambda f, out: ["experiment", "fig8", "--out", out, "--seeds", "0"], "at least 1"),
     (lambda f, out: ["experiment", "fig8", "--out", out, "--reading", "mine"], "unknown reading"),
+    (lambda f, out: ["experiment", "fig8", "--out", out, "--reading", "downsize", "--reading", "downsize"], "given twice"),
+    (lambda f, out: ["experiment", "fig8", "--out", out, "--address", "127.0.0.1:1"], "cannot reach Ray at 127.0.0.1:1"),
+    (lambda f, out: ["experiment", "fig8", "--out", out, "--address", "nowhere"], "is not host:port"),
     (lambda f, out: ["experiment", "fig8", "--out", out, "--scenario", f["unreachable"]], "above every drop set"),
     (lambda f, out: ["demo", "--out", out, "--rounds", "0"], "rounds"),
     (lambda f, out: ["demo", "--out", out, "--scenario", f["nan"]], "finite"),
@@ -325,6 +328,8 @@ def test_run_and_serve_refuse_before_any_worker_starts(files, tmp_path, tiny_che
         (serve + ["--solver", "nope"], "unknown solver"),
         (serve + ["--deadline", "0"], "greater than 0"),
         (serve + ["--deadline", "inf"], "finite"),
+        (serve + ["--address", "127.0.0.1:1"], "cannot reach Ray at 127.0.0.1:1"),
+        (run + ["--address", "nowhere"], "is not host:port"),
         (run + ["--deadline", "-2"], "greater than 0"),
         (["serve", files["tiny"], "--checkpoint", str(wide)], "does not match"),
     ]

@@ -157,6 +157,10 @@ def run_experiment(name: str, problem, out_dir: str | Path, rounds: int = 10, so
     out = check_writable_target(out_dir)
     # Every point's scenario is built (and so checked) before the folder is claimed.
     points_in = [(value, problem.derive(exp.apply(scenario, value)[0]), exp.apply(scenario, value)[1]) for value in values]
+    if on_ray or ray_address:  # an unreachable cluster is refused before the folder is claimed
+        from adaptive_resnet.ray_connect import connect
+
+        connect(ray_address, num_cpus=max(1, min(jobs or os.cpu_count() or 1, 256)))
     # Each (point, solver, seed) is a run folder of its own, so solvers or seeds added to an
     # experiment run alone, beside the runs already there (the config then names them all).
     claim(out, {"experiment": name, "scenario": scenario.model_dump(), "rounds": rounds, "solvers": list(solvers),
