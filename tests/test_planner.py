@@ -555,6 +555,26 @@ def test_downsizing_serves_below_the_threshold_before_refusing(solver):
     assert plan.runnable and plan.unserved_reason
 
 
+def test_plan_admit_writes_what_it_serves_and_evaluate_checks_that_many(tmp_path):
+    """`plan --admit` on a step with more requests than fit: a feasible plan for the most that
+    fit, its document says how many of how many and why not more, and `evaluate` re-checks it
+    as a plan for that many (without --admit, the plan for all of them is infeasible)."""
+    crowded = tmp_path / "crowded.yaml"
+    text = open("scenarios/small.yaml").read().replace("requests: 2", "requests: 12")
+    crowded.write_text(text)
+    runner = CliRunner()
+    result = runner.invoke(app, ["plan", str(crowded), "--solver", "fast", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["feasible"] is False
+    result = runner.invoke(app, ["plan", str(crowded), "--solver", "fast", "--admit", "--out", str(tmp_path / "p.json")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "p.json").read_text())
+    served = doc["admitted"]["served"]
+    assert doc["feasible"] and 0 < served < 12 == doc["admitted"]["of"] and len(doc["requests"]) == served
+    assert doc["admitted"]["unserved_reason"] and f"served {served} of 12 requests" in result.output
+    result = runner.invoke(app, ["evaluate", str(crowded), str(tmp_path / "p.json"), "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["feasible"] is True, result.output
+
+
 def test_each_reading_of_eq5_normalises_latency_as_documented():
     """L_ref = 5.1 GMAC / 2 GMAC/s (fastest device) = 2.55 s; the slowest device's 5.1 s; Eq. 5 as
     printed divides the mean normalised latency by R = 2 again: 5.1 s. Same plan, same latency

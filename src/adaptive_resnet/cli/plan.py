@@ -24,6 +24,9 @@ def _summary(doc: dict) -> str:
         f"mean latency {doc['latency_s']:.3f} s, mean accuracy {doc['accuracy'] * 100:.2f}%, solved in {doc.get('solve_time_s', 0):.3f} s",
     ]
     lines += [f"violated: {v}" for v in doc["violations"]]
+    if doc.get("admitted"):
+        a = doc["admitted"]
+        lines.append(f"served {a['served']} of {a['of']} requests; not more: {a['unserved_reason'] or 'see the note'}")
     if doc.get("note"):
         lines.append(doc["note"])
     return "\n".join(lines)
@@ -37,15 +40,18 @@ def plan_cli(
                                      help="Seconds the solver may take (exact and paper; fast is far quicker and ignores it)."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     out: Path = typer.Option(None, callback=checks.output_file, help="Also write the plan JSON here (what `evaluate` reads)."),
+    admit_some: bool = typer.Option(False, "--admit", help="Serve as many of the step's requests as fit (the scenario's "
+                                    "admission: refuse or downsize) and name the binding resource, instead of one plan "
+                                    "for all of them that may violate it."),
 ) -> None:
     """Plan one time step: which device runs each block and which blocks are dropped."""
-    from adaptive_resnet.planning import check_solver, solve
+    from adaptive_resnet.planning import admit, check_solver, solve
     from adaptive_resnet.planning.plan_file import write_plan
 
     check_solver(solver)
     problem = _problem(scenario)
     options = {"time_limit_s": time_limit} if solver in ("exact", "paper") else {}
-    solution = solve(problem, solver, **options)
+    solution = (admit if admit_some else solve)(problem, solver, **options)
     doc = solution.to_json(problem)
     if out:
         write_plan(out, solution, problem)

@@ -96,8 +96,11 @@ def _downsize(problem: Problem, solver: str, sol: Solution, options: dict) -> So
     evaluation = wide.evaluate(plan, requests=len(plan))
     below = sum(a < problem.threshold for a in evaluation.accuracies)
     note = f"downsized: {below} of {len(plan)} served below the threshold {problem.threshold:g}"
-    return Solution(solver, plan, evaluation, sol.solve_time_s + extra.solve_time_s, note=note,
-                    unserved_reason=extra.unserved_reason if len(plan) < problem.requests else "", problem=wide)
+    # Why not more: what stopped the first plan, unless the second served some (then what
+    # stopped it, on what the first left).
+    reason = "" if len(plan) == problem.requests else \
+        f"{extra.unserved_reason} (on what the plan at the threshold left)" if extra.served else sol.unserved_reason
+    return Solution(solver, plan, evaluation, sol.solve_time_s + extra.solve_time_s, note=note, unserved_reason=reason, problem=wide)
 
 
 def _admit(problem: Problem, solver: str, **options: object) -> Solution:

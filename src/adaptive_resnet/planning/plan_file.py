@@ -3,8 +3,9 @@
 A plan document is what ``plan --json`` prints and ``plan --out`` writes: the solver's summary
 (objective, latency, accuracy, energy, memory, violations, ...) and one object per request with
 its ``drops`` (``"stage3.block2:DC"``), its accuracy and latency, and its ``placement`` (unit ->
-device name, ``null`` where a dropped block does not run). ``evaluate`` reads the requests back
-and re-checks them against a scenario.
+device name, ``null`` where a dropped block does not run), and ``admitted`` (served, of, the
+binding resource) where admission served fewer than the step's requests. ``evaluate`` reads the
+requests back and re-checks them against a scenario.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def plan_document(solution, problem: Problem) -> dict:
         "violations": ev.violations,
         "solve_time_s": solution.solve_time_s,
         "note": solution.note,
+        # Admission (``plan --admit``): how many of the step's requests the plan serves, and why not more.
+        "admitted": {"served": solution.served, "of": problem.requests, "unserved_reason": solution.unserved_reason}
+        if solution.served < problem.requests else None,
         "requests": [
             {
                 "drops": problem.candidates[r.candidate].plan.entries(),
@@ -54,7 +58,7 @@ def plan_document(solution, problem: Problem) -> dict:
 def write_plan(path: str | Path, solution, problem: Problem) -> None:
     from adaptive_resnet.run_folder import write_atomic
 
-    write_atomic(path, json.dumps(plan_document(solution, problem), indent=2) + "\n")
+    write_atomic(path, json.dumps(plan_document(solution, solution.problem or problem), indent=2) + "\n")
 
 
 def request_plan(problem: Problem, obj: object, r: int) -> RequestPlan:
@@ -116,6 +120,10 @@ def read_plan(path: str | Path, problem: Problem) -> tuple[Problem, list[Request
     if not isinstance(doc, dict) or not isinstance(doc.get("requests"), list):
         raise UserInputError(f"{path}: a plan is a JSON object with a 'requests' list (as `plan --out` writes it)")
     evaluating = problem.widened(keep_threshold=True)  # Eq. 16 is checked against the scenario's own threshold
+    admitted = doc.get("admitted")
+    if isinstance(admitted, dict) and isinstance(admitted.get("served"), int) and 0 <= admitted["served"] < problem.requests:
+        # A plan for the requests admission served (plan --admit): checked as a plan for that many.
+        evaluating = evaluating.subset(np.arange(len(problem.devices)), admitted["served"])
     try:
         return evaluating, [request_plan(evaluating, r, i) for i, r in enumerate(doc["requests"])]
     except UserInputError as exc:
