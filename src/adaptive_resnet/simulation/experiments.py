@@ -94,17 +94,15 @@ def _simulate_elsewhere(problem, config: SimConfig) -> dict:
     return simulate(problem, config, None, progress=False)
 
 
-def _run_on_ray(work: list, address: str | None, cpus: int, advance) -> dict:
-    """Every job of ``work`` as a Ray task (one CPU each) on the cluster at ``address`` (or a
-    local one of ``cpus``). Runs already finished in their folder are read back here; each one
-    that finishes is written to its folder at once, so an interrupted experiment resumes per
-    (point, solver, seed) as with processes. A task lost with its node is retried by Ray."""
+def _run_on_ray(work: list, advance) -> dict:
+    """Every job of ``work`` as a Ray task (one CPU each) on the cluster ``run_experiment``
+    joined. Runs already finished in their folder are read back here; each one that finishes
+    is written to its folder at once, so an interrupted experiment resumes per (point, solver,
+    seed) as with processes. A task lost with its node is retried by Ray."""
     import ray
 
-    from adaptive_resnet.ray_connect import connect
     from adaptive_resnet.simulation.simulator import save_run
 
-    connect(address, num_cpus=cpus)
     task = ray.remote(num_cpus=1, max_retries=3)(_simulate_elsewhere)
     shipped: dict[int, object] = {}  # each point's problem sent once, not once per seed
     results, pending = {}, {}
@@ -176,7 +174,7 @@ def run_experiment(name: str, problem, out_dir: str | Path, rounds: int = 10, so
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(work)))
     with _progress(progress, f"{name}: {len(values)} points x {len(solvers)} solvers x {seeds} seeds", len(work)) as advance:
         if on_ray or ray_address:
-            results = _run_on_ray(work, ray_address, jobs, advance)
+            results = _run_on_ray(work, advance)
         elif jobs == 1:
             for job in work:
                 key, summary = _run_one(job)
