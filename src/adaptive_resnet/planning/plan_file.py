@@ -58,7 +58,7 @@ def plan_document(solution, problem: Problem) -> dict:
 def write_plan(path: str | Path, solution, problem: Problem) -> None:
     from adaptive_resnet.run_folder import write_atomic
 
-    write_atomic(path, json.dumps(plan_document(solution, solution.problem or problem), indent=2) + "\n")
+    write_atomic(path, json.dumps(solution.to_json(problem), indent=2) + "\n")  # on the problem its plan indexes
 
 
 def request_plan(problem: Problem, obj: object, r: int) -> RequestPlan:
