@@ -112,10 +112,13 @@ def write_atomic(path: str | Path, text: str) -> None:
     tmp.replace(path)
 
 
-def start_records(path: str | Path, fields: list[str]) -> None:
-    """A new append-only CSV of records with columns ``fields`` (header only)."""
+def start_records(path: str | Path, fields: list[str], rows: list[dict] = ()) -> None:
+    """A new append-only CSV of records with columns ``fields``: the header and ``rows``
+    (records finished elsewhere), in one atomic write."""
     buf = io.StringIO()
-    csv.DictWriter(buf, fieldnames=fields, lineterminator="\n").writeheader()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
     write_atomic(path, buf.getvalue())
 
 

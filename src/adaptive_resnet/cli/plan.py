@@ -54,7 +54,7 @@ def plan_cli(
     solution = (admit if admit_some else solve)(problem, solver, **options)
     doc = solution.to_json(problem)
     if out:
-        write_plan(out, solution, problem)
+        write_plan(out, doc)  # the document printed below, built once
     typer.echo(json.dumps(doc, indent=2) if as_json else _summary(doc))
 
 

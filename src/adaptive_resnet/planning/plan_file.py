@@ -55,10 +55,11 @@ def plan_document(solution, problem: Problem) -> dict:
     }
 
 
-def write_plan(path: str | Path, solution, problem: Problem) -> None:
+def write_plan(path: str | Path, document: dict) -> None:
+    """Write a plan document (:meth:`Solution.to_json`, on the problem its plan indexes) atomically."""
     from adaptive_resnet.run_folder import write_atomic
 
-    write_atomic(path, json.dumps(solution.to_json(problem), indent=2) + "\n")  # on the problem its plan indexes
+    write_atomic(path, json.dumps(document, indent=2) + "\n")
 
 
 def request_plan(problem: Problem, obj: object, r: int) -> RequestPlan:

@@ -175,14 +175,12 @@ def save_run(problem, config: SimConfig, out_dir: str | Path, result: dict) -> N
     """Write a finished run computed elsewhere (``simulate``'s result, from a Ray task on
     another node) to ``out_dir`` as ``simulate`` itself would have: running the same run there
     again then finds every round done."""
-    from adaptive_resnet.run_folder import append_record, check_writable_target, claim, start_records, write_atomic
+    from adaptive_resnet.run_folder import check_writable_target, claim, start_records, write_atomic
 
     out = check_writable_target(out_dir)
     fields = _fields(problem.scenario.device_names)
     claim(out, _identity(problem, config), "simulation")
-    start_records(out / "rounds.csv", fields)
-    for row in result["rounds"]:
-        append_record(out / "rounds.csv", fields, row)
+    start_records(out / "rounds.csv", fields, result["rounds"])  # one write: the run is finished, not in progress
     write_atomic(out / "summary.json", json.dumps(result["summary"], indent=2) + "\n")
 
 
