@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 
@@ -35,8 +36,13 @@ def check_solver(solver: str) -> str:
 
 def solver_options(solver: str) -> tuple[str, ...]:
     """The options ``solver`` takes (its keyword parameters after the problem)."""
-    params = list(inspect.signature(_solvers()[check_solver(solver)]).parameters)
-    return tuple(params[1:])
+    return _options_of(check_solver(solver))
+
+
+@functools.cache
+def _options_of(solver: str) -> tuple[str, ...]:
+    # Read once per solver: inspect.signature took ~0.7 ms of every solve, a tenth of fast's.
+    return tuple(list(inspect.signature(_solvers()[solver]).parameters)[1:])
 
 
 def solve(problem: Problem, solver: str, **options: object) -> Solution:

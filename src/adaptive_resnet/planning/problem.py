@@ -299,11 +299,10 @@ class Problem:
         cache = self.__dict__.setdefault("_route_costs", {})
         key = (id(cand), devices.tobytes())
         if key not in cache:
-            memory, macs, energy = (_read_only(a) for a in self.request_usage(cand, devices))
-            moved = devices[:-1] != devices[1:]
-            sent = cand.output_bytes[:-1][moved]
-            skip = cand.skip_in[1:][moved]
-            costs = RouteCosts(self.latency_s(cand, devices), memory, macs, energy, float(sent[~skip].sum()), float(sent[skip].sum()))
+            latency, memory, macs, energy, direct, skip = _route_costs(
+                devices, cand.macs, cand.memory_bytes, cand.output_bytes, cand.skip_in, self.speed_macs, self.rate_bps,
+                self.compute_w, self.transmit_w)
+            costs = RouteCosts(latency, _read_only(memory), _read_only(macs), _read_only(energy), direct, skip)
             cache[key] = (cand, costs)  # holding cand keeps its id from being reused
         return cache[key][1]
 
@@ -450,6 +449,22 @@ def route_usage(devices, macs, memory_bytes, output_bytes, speed_macs, rate_bps,
             sent_s = transfer_seconds(output_bytes[u], rate_bps[k, devices[u + 1]])
         energy[k] += device_energy_j(compute_seconds(macs[u], speed_macs[k]), sent_s, compute_w, transmit_w)
     return memory, used, energy
+
+
+@numba.njit(cache=True)
+def _route_costs(devices, macs, memory_bytes, output_bytes, skip_in, speed_macs, rate_bps, compute_w, transmit_w):
+    """:meth:`Problem.route_costs` in one compiled call, from the formulas above: (latency,
+    memory, MACs, energy, bytes sent between consecutive units, bytes sent over skips). In
+    numpy around them it took ~35 us a route, and a fast solve meets ~60 new routes."""
+    memory, used, energy = route_usage(devices, macs, memory_bytes, output_bytes, speed_macs, rate_bps, compute_w, transmit_w)
+    direct, skip = 0.0, 0.0
+    for u in range(devices.shape[0] - 1):
+        if devices[u] != devices[u + 1]:
+            if skip_in[u + 1]:
+                skip += output_bytes[u]
+            else:
+                direct += output_bytes[u]
+    return route_latency(devices, macs, output_bytes, speed_macs, rate_bps), memory, used, energy, direct, skip
 
 
 @numba.njit(cache=True)

@@ -29,22 +29,39 @@ def shortest_route(
     seconds, for price-guided heuristics. The returned latency excludes the prices.
     """
     compute = problem.compute_s(cand)
-    transfer = problem.transfer_s(cand)
     node = compute if extra_cost is None else compute + extra_cost
-    mask = np.broadcast_to(problem.available, node.shape).copy()
-    if allowed is not None:
-        mask &= allowed
-    node = np.where(mask, node, np.inf)
-    L = node.shape[0]
-    cost, back = _chain_dp(node, transfer)
-    end = int(cost.argmin())
-    if not np.isfinite(cost[end]):
-        return float("inf"), np.zeros(L, int)
-    devices = np.empty(L, int)
-    devices[-1] = end
+    mask = allowed is not None
+    allowed = np.ones((1, 1), np.bool_) if allowed is None else np.ascontiguousarray(allowed, np.bool_)
+    cost, devices = _shortest(node, problem.transfer_s(cand), problem.available, mask, allowed)
+    if not np.isfinite(cost):
+        return float("inf"), devices
+    return problem.latency_s(cand, devices), devices
+
+
+@numba.njit(cache=True)
+def _shortest(node, transfer, available, mask, allowed):
+    """The masked chain DP and its walk back in one compiled call: (cost, devices), cost inf
+    (devices zeros) if no route. ``allowed`` (L, N) counts where ``mask`` is true. In numpy the
+    masking and the walk back cost 5x the DP (~85 us a route at N = 30, and ``SearchOrder``
+    routes every drop set of every step)."""
+    L, N = node.shape
+    masked = np.empty((L, N))
+    for u in range(L):
+        for k in range(N):
+            ok = available[k] and (not mask or allowed[u, k])
+            masked[u, k] = node[u, k] if ok else np.inf
+    cost, back = _chain_dp(masked, transfer)
+    end, low = 0, cost[0]
+    for k in range(1, N):  # ties to the lowest index, as numpy's argmin
+        if cost[k] < low:
+            end, low = k, cost[k]
+    devices = np.zeros(L, np.int64)
+    if low == np.inf:
+        return low, devices
+    devices[L - 1] = end
     for layer in range(L - 1, 0, -1):
         devices[layer - 1] = back[layer, devices[layer]]
-    return problem.latency_s(cand, devices), devices
+    return low, devices
 
 
 @numba.njit(cache=True)
