@@ -117,3 +117,21 @@ def test_report_compares_with_the_paper_and_measures_estimate_error(tmp_path):
     assert "| stage5.block2 | 91.77 | 88.00 |" in md and "| pairs within 3 points | 0/1 |" in md
     plot_singles({"ours": tmp_path / "s.json"}, tmp_path / "singles.png")
     assert (tmp_path / "singles.png").stat().st_size > 0
+
+
+def test_robustness_summary_counts_identity_blocks_and_reports_first_blocks_apart(tmp_path):
+    from adaptive_resnet.study_report import robustness, robustness_markdown
+
+    rows = [{"drops": "none", "accuracy": 0.9},
+            {"drops": "stage5.block2:DC", "accuracy": 0.88}, {"drops": "stage5.block3:DC", "accuracy": 0.86},
+            {"drops": "stage5.block1:DC", "accuracy": 0.5}, {"drops": "stage5.block1:SC", "accuracy": 0.1},
+            {"drops": "stage4.block2:DC", "accuracy": 0.87},
+            {"drops": "stage5.block2:DC+stage5.block3:DC", "accuracy": 0.8},
+            {"drops": "stage4.block2:DC+stage5.block2:DC", "accuracy": 0.86},
+            {"drops": "stage5.block1:DC+stage5.block2:DC", "accuracy": 0.2}]  # a first block: not an identity pair
+    (tmp_path / "s.json").write_text(json.dumps({"rows": rows}))
+    r = robustness(tmp_path / "s.json")
+    assert r["worst_single"] == "stage5.block3" and r["worst_single_loss"] == pytest.approx(0.04)
+    assert r["pairs"] == 2 and r["mean_pair_loss"] == pytest.approx(0.07) and r["worst_pair_loss"] == pytest.approx(0.10)
+    assert r["first_blocks"] == {"stage5.block1": 0.5}
+    assert "| n | 90.00 | stage5.block3 (4.00) | 7.00 | 10.00 | stage5 50.00 |" in robustness_markdown({"n": tmp_path / "s.json"})

@@ -36,6 +36,40 @@ def estimate_error(study_path: str | Path) -> dict:
             "max_abs_error": abs_err[-1] if abs_err else None, "sets": errors}
 
 
+def _identity(block: str) -> bool:
+    """An identity block (not a stage's first, whose projection shortcut changes the shape)."""
+    return not block.endswith("block1")
+
+
+def robustness(study_path: str | Path) -> dict:
+    """What dropping blocks costs a network, from its study: the full network's accuracy, the
+    worst identity block's DC alone and the mean and worst pair of identity DCs (losses in
+    accuracy, 0-1), and each first block's DC alone (reported apart: the issue's targets are on
+    identity blocks, and a first block's projection must then carry everything)."""
+    rows = load_rows(study_path)
+    full = rows["none"]
+    singles = {k.split(":")[0]: v for k, v in rows.items() if k.count("+") == 0 and k.endswith(":DC")}
+    identity = {b: v for b, v in singles.items() if _identity(b)}
+    pairs = [v for k, v in rows.items() if k.count("+") == 1 and all(d.endswith(":DC") and _identity(d.split(":")[0]) for d in k.split("+"))]
+    worst = min(identity, key=identity.get) if identity else None
+    return {"full": full, "worst_single": worst, "worst_single_loss": full - identity[worst] if worst else None,
+            "pairs": len(pairs), "mean_pair_loss": full - sum(pairs) / len(pairs) if pairs else None,
+            "worst_pair_loss": full - min(pairs) if pairs else None,
+            "first_blocks": {b: v for b, v in singles.items() if not _identity(b)}}
+
+
+def robustness_markdown(studies: dict[str, str | Path]) -> str:
+    """:func:`robustness` of each study as a table row, in points (accuracy in %)."""
+    lines = ["| network | full | worst identity single (loss) | mean pair loss | worst pair loss | first blocks' DC alone |",
+             "|---|---|---|---|---|---|"]
+    for name, path in studies.items():
+        r = robustness(path)
+        first = ", ".join(f"{b.split('.')[0]} {v * 100:.2f}" for b, v in sorted(r["first_blocks"].items(), key=lambda kv: parse_block_name(kv[0])))
+        lines.append(f"| {name} | {r['full'] * 100:.2f} | {r['worst_single']} ({r['worst_single_loss'] * 100:.2f}) | "
+                     f"{r['mean_pair_loss'] * 100:.2f} | {r['worst_pair_loss'] * 100:.2f} | {first} |")
+    return "\n".join(lines)
+
+
 def comparison_markdown(studies: dict[str, str | Path]) -> str:
     """Single-DC accuracies (paper Table II where it has them) and pair statistics, per study."""
     paper = AccuracyTable.paper()
