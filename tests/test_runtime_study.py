@@ -19,8 +19,8 @@ from adaptive_resnet.planning.step_plan import PlannedRequest, StepPlan
 pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT = ROOT / "results" / "cifar-r50w16-dropaware" / "model.pt"
-STUDY = ROOT / "results" / "cifar-r50w16-dropaware" / "study.json"
+CHECKPOINT = ROOT / "results" / "cifar-r50w16-kd" / "model.pt"
+STUDY = ROOT / "results" / "cifar-r50w16-kd" / "study.json"
 DATA = Path(os.environ.get("ADAPTIVE_RESNET_CIFAR10", ROOT.parent / "shared" / "data" / "cifar10"))
 DROP_SETS = ["none", "stage3.block2:DC", "stage4.block3:DC+stage5.block2:DC"]
 
