@@ -21,23 +21,9 @@ class Residual:
         self.energy = problem.energy_limit_j.copy()
         self.hosted = np.zeros((len(problem.units), len(problem.devices)), bool)
 
-    def usage(self, cand_index: int, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(memory, compute, energy) a route adds per device: its own costs
-        (:meth:`~adaptive_resnet.planning.problem.Problem.route_costs`, cached: a greedy pass
-        checks the same few routes again and again) and the weights it hosts anew."""
-        p, cand = self.p, self.p.candidates[cand_index]
-        costs = p.route_costs(cand_index, devices)
-        memory = costs.memory_bytes
-        if p.shared_weights:
-            memory = memory + weights_to_host(np.asarray(devices, np.int64), cand.units, p.weight_bytes, self.hosted)
-        return memory, costs.macs, costs.energy_j
-
-    def overflow(self, cand_index: int, devices: np.ndarray) -> np.ndarray:
-        """Per device, the largest relative overflow of any resource (<= FIT_TOLERANCE: fits)."""
-        return route_overflow(*self.usage(cand_index, devices), self.memory, self.compute, self.energy)
-
     def fits(self, cand_index: int, devices: np.ndarray) -> bool:
-        """Whether the route fits what is left (its :meth:`overflow` within the tolerance everywhere)."""
+        """Whether the route fits what is left: no resource of any device overflows by more than
+        the tolerance (:func:`~adaptive_resnet.planning.routing.route_overflow`)."""
         p, cand = self.p, self.p.candidates[cand_index]
         costs = p.route_costs(cand_index, devices)
         return _fits(np.asarray(devices, np.int64), cand.units, p.weight_bytes, self.hosted, p.shared_weights, costs.memory_bytes,
@@ -59,21 +45,26 @@ class Residual:
 
 
 # fits and take run for nearly every route a greedy pass weighs (~1,400 calls in a fast solve
-# at N = 30, R = 30); compiled, without the arrays usage() builds, they cost a few us each.
+# at N = 30, R = 30); compiled, without the arrays numpy builds around them, they cost a few us each.
+@numba.njit(cache=True)
+def _memory_added(devices, units, weight_bytes, hosted, shared, memory):
+    """The memory a route adds per device: its activations (``memory``, from
+    :meth:`~adaptive_resnet.planning.problem.Problem.route_costs`) and, in ``shared-weights``
+    mode, the weights of the units it hosts anew."""
+    return memory + weights_to_host(devices, units, weight_bytes, hosted) if shared else memory
+
+
 @numba.njit(cache=True)
 def _fits(devices, units, weight_bytes, hosted, shared, memory, macs, energy, memory_left, compute_left, energy_left):
-    """:meth:`Residual.fits`: the route's own costs plus the weights it hosts anew, against the one fit rule."""
-    if shared:
-        memory = memory + weights_to_host(devices, units, weight_bytes, hosted)
+    """:meth:`Residual.fits`: what the route adds against the one fit rule."""
+    memory = _memory_added(devices, units, weight_bytes, hosted, shared, memory)
     return route_overflow(memory, macs, energy, memory_left, compute_left, energy_left).max() <= FIT_TOLERANCE
 
 
 @numba.njit(cache=True)
 def _take(devices, units, weight_bytes, hosted, shared, memory, macs, energy, memory_left, compute_left, energy_left):
-    """:meth:`Residual.take`, in place: what the route uses leaves the devices, its units become hosted."""
-    if shared:
-        memory = memory + weights_to_host(devices, units, weight_bytes, hosted)
-    memory_left -= memory
+    """:meth:`Residual.take`, in place: what the route adds leaves the devices, its units become hosted."""
+    memory_left -= _memory_added(devices, units, weight_bytes, hosted, shared, memory)
     compute_left -= macs
     energy_left -= energy
     for u in range(devices.shape[0]):
