@@ -14,4 +14,4 @@ mkdir -p results/cifar-r50w16-kd
 cp $RUN/study/study.json $RUN/study/study.csv $RUN/study/pairs.png $RUN/config.json $RUN/history.json results/cifar-r50w16-kd/
 mkdir -p results/cifar-r50w16-kd/val && cp $RUN/study-val/study.json $RUN/study-val/study.csv results/cifar-r50w16-kd/val/
 .venv/bin/python -c "from adaptive_resnet import study_report as s; import json; json.dump(s.estimate_error('results/cifar-r50w16-kd/study.json'), open('results/cifar-r50w16-kd/estimate_error.json', 'w'), indent=1)"
-echo "then: docs/study.md side by side (study_report.comparison_markdown), the CIFAR scenario re-planned with it"
+echo "then: docs/study.md side by side (study_report.comparison_markdown, study_report.robustness_markdown)"
