@@ -42,3 +42,13 @@ def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("checkpoint") / "ckpt.pt"
     torch.save({"model": build_model(config).state_dict(), "config": config.model_dump()}, path)
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Opt-in tests (slow: a whole-test-set study, real training; netns: clusters over shaped
+    links) run for minutes: they get an hour before pytest-timeout fails them, the default
+    run's tests the 300 s of pyproject.toml."""
+    for item in items:
+        opt_in = item.get_closest_marker("slow") or item.get_closest_marker("netns")
+        if opt_in and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(3600))
