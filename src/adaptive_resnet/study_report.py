@@ -91,7 +91,7 @@ def comparison_markdown(studies: dict[str, str | Path]) -> str:
     stats = {}
     for name, rows in loaded.items():
         full = rows["none"]
-        drops = [full - v for k, v in rows.items() if k.count("+") == 1 and all(not d.split(":")[0].endswith("block1") for d in k.split("+"))]
+        drops = [full - v for k, v in rows.items() if k.count("+") == 1 and all(_identity(d.split(":")[0]) for d in k.split("+"))]
         stats[name] = drops
     lines.append("| pairs | " + " | ".join(str(len(v)) for v in stats.values()) + " |")
     lines.append("| mean loss (points) | " + " | ".join(f"{100 * sum(v) / len(v):.2f}" if v else "" for v in stats.values()) + " |")
