@@ -280,17 +280,12 @@ class Problem:
         """Eq. 7-8 for one request: compute plus transfers along its chain of running units."""
         return route_latency(np.asarray(devices, np.int64), cand.macs, cand.output_bytes, self.speed_macs, self.rate_bps)
 
-    def request_usage(self, cand: Candidate, devices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per device, what one request adds: activation memory (m_j, Eq. 13), multiplications
-        (Eq. 14) and energy (Eq. 19: compute time x P_c where computed, transfer time x P_t by
-        the sender). Weights are not included: they count once per hosting device."""
-        return route_usage(np.asarray(devices, np.int64), cand.macs, cand.memory_bytes, cand.output_bytes, self.speed_macs,
-                           self.rate_bps, self.compute_w, self.transmit_w)
-
     def route_costs(self, c: int, devices: np.ndarray) -> RouteCosts:
         """Everything one request of drop set ``c`` on ``devices`` costs by itself (weights
-        aside), from :meth:`latency_s` and :meth:`request_usage`; kept per route for the
-        problem's life (read-only), since plans repeat routes and the heuristics check the
+        aside), from the compiled formulas :func:`route_latency` and :func:`route_usage`
+        (activation memory, Eq. 13; multiplications, Eq. 14; energy, Eq. 19, compute where
+        computed and transmission by the sender; weights count once per hosting device,
+        apart); kept per route for the problem's life (read-only), since plans repeat routes and the heuristics check the
         same few routes again and again (a greedy pass: ~240 checks, ~60 routes)."""
         cand = self.candidates[c]
         devices = np.asarray(devices, np.int64)
@@ -435,8 +430,8 @@ def route_latency(devices, macs, output_bytes, speed_macs, rate_bps):
 
 @numba.njit(cache=True)
 def route_usage(devices, macs, memory_bytes, output_bytes, speed_macs, rate_bps, compute_w, transmit_w):
-    """One request's (memory, MACs, energy) per device on ``devices``, the formulas of
-    :meth:`Problem.request_usage`, compiled: the route search of ``fast`` checks routes with
+    """One request's (memory, MACs, energy) per device on ``devices`` (Eq. 13, 14, 19; weights
+    not included), compiled: :meth:`Problem.route_costs` reads it, and the route search of ``fast`` checks routes with
     it inside its own compiled loop (:func:`~adaptive_resnet.planning.routing.capacity_route`)."""
     N = speed_macs.shape[0]
     memory, used, energy = np.zeros(N), np.zeros(N), np.zeros(N)
