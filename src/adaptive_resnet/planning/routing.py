@@ -259,14 +259,20 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
     enter[0, :] = 0.0
     enter_from = np.zeros((L + 1, N), np.int64)
     seg_start = np.zeros((L + 1, N), np.int64)
+    finite = np.empty(N, np.int64)
     for b in range(1, L + 1):
         for k in range(N):
             low, arg = np.inf, 0
-            for a in range(b):
-                if enter[a, k] == np.inf or cum_banned[b, k] != cum_banned[a, k]:
-                    continue
+            # Segments [a, b) from the shortest out: compute, memory, energy and barred units
+            # only grow as a goes down (every unit's use is >= 0), so the first that does not
+            # fit ends the search; "<=" keeps the tie rule (the lowest a).
+            for a in range(b - 1, -1, -1):
+                if cum_banned[b, k] != cum_banned[a, k]:
+                    break
                 if (cum_macs[b] - cum_macs[a] > compute_left[k] * tol or cum_mem[b, k] - cum_mem[a, k] > memory_left[k] * tol
                         or cum_energy[b, k] - cum_energy[a, k] > energy_left[k] * tol):
+                    break
+                if enter[a, k] == np.inf:
                     continue
                 v = enter[a, k] + (cum_t[b, k] - cum_t[a, k])
                 for m in range(pen_n[k]):
@@ -276,17 +282,24 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
                 if ratio_price[k] > 0:
                     left = room[k] - (cum_res[b, 3, k] - cum_res[a, 3, k])
                     v += ratio_price[k] * (cum_res[b, 1, k] - cum_res[a, 1, k]) / left if left > 0 else np.inf
-                if v < low:
+                if v <= low and v < np.inf:
                     low, arg = v, a
             best[b, k], seg_start[b, k] = low, arg
         if b < L:
-            for k in range(N):
-                low, arg = np.inf, 0
-                for i in range(N):
-                    v = best[b, i] + transfer[b - 1, i, k]  # from device i (ending at b-1) to k
-                    if v < low:
-                        low, arg = v, i
-                enter[b, k], enter_from[b, k] = low, arg
+            # From device i (a segment ending at b - 1) to k: only the i a segment can end on,
+            # row by row (contiguous in memory); the lowest i wins ties, as before.
+            count = 0
+            for i in range(N):
+                if best[b, i] < np.inf:
+                    finite[count] = i
+                    count += 1
+            for m in range(count):
+                i = finite[m]
+                here = best[b, i]
+                for k in range(N):
+                    v = here + transfer[b - 1, i, k]
+                    if v < enter[b, k]:
+                        enter[b, k], enter_from[b, k] = v, i
     # The cheapest last segment's end, ties to the lowest index (as numpy's argmin), then back.
     end, cost = 0, best[L, 0]
     for k in range(1, N):
