@@ -32,14 +32,14 @@ def shortest_route(
     node = compute if extra_cost is None else compute + extra_cost
     mask = allowed is not None
     allowed = np.ones((1, 1), np.bool_) if allowed is None else np.ascontiguousarray(allowed, np.bool_)
-    cost, devices = _shortest(node, problem.transfer_s(cand), problem.available, mask, allowed)
+    cost, devices = _shortest(node, problem.unit_transfer_s(), cand.units, problem.available, mask, allowed)
     if not np.isfinite(cost):
         return float("inf"), devices
     return problem.latency_s(cand, devices), devices
 
 
 @numba.njit(cache=True)
-def _shortest(node, transfer, available, mask, allowed):
+def _shortest(node, transfer, units, available, mask, allowed):
     """The masked chain DP and its walk back in one compiled call: (cost, devices), cost inf
     (devices zeros) if no route. ``allowed`` (L, N) counts where ``mask`` is true. In numpy the
     masking and the walk back cost 5x the DP (~85 us a route at N = 30, and ``SearchOrder``
@@ -50,7 +50,7 @@ def _shortest(node, transfer, available, mask, allowed):
         for k in range(N):
             ok = available[k] and (not mask or allowed[u, k])
             masked[u, k] = node[u, k] if ok else np.inf
-    cost, back = _chain_dp(masked, transfer)
+    cost, back = _chain_dp(masked, transfer, units)
     end, low = 0, cost[0]
     for k in range(1, N):  # ties to the lowest index, as numpy's argmin
         if cost[k] < low:
@@ -65,9 +65,10 @@ def _shortest(node, transfer, available, mask, allowed):
 
 
 @numba.njit(cache=True)
-def _chain_dp(node: np.ndarray, transfer: np.ndarray):
+def _chain_dp(node: np.ndarray, transfer: np.ndarray, units: np.ndarray):
     """Layer by layer, the cheapest way to run unit ``layer`` on each device (compiled, for the
-    reason given at :func:`_segment_dp`). Returns the last layer's costs and the back pointers."""
+    reason given at :func:`_segment_dp`); ``transfer[units[layer]]`` is what leaving layer costs
+    (:meth:`Problem.unit_transfer_s`). Returns the last layer's costs and the back pointers."""
     L, N = node.shape
     cost = node[0].copy()
     back = np.zeros((L, N), np.int64)
@@ -76,7 +77,7 @@ def _chain_dp(node: np.ndarray, transfer: np.ndarray):
         for k in range(N):
             low, arg = np.inf, 0
             for i in range(N):
-                v = cost[i] + transfer[layer - 1, i, k]  # from device i to k
+                v = cost[i] + transfer[units[layer - 1], i, k]  # from device i to k
                 if v < low:
                     low, arg = v, i
             new[k], back[layer, k] = low + node[layer, k], arg
@@ -122,8 +123,9 @@ def segment_route(
     L, N = len(cand.units), len(problem.devices)
     static = _static_tables(problem, cand)
     if node_price is None and edge_price is None and latency_weight == 1.0:
-        cum_t, transfer = static["cum_t"], static["transfer"]
+        cum_t, transfer, sends = static["cum_t"], problem.unit_transfer_s(barred_self=True), cand.units
     else:
+        sends = np.arange(L)  # the priced table below is by running unit
         compute_t = problem.compute_s(cand)
         transfer = problem.transfer_s(cand) * latency_weight
         if edge_price is not None:
@@ -148,7 +150,7 @@ def segment_route(
         pen = segment_price.arrays()
     cost, devices = _segment_dp(
         cum_t, cum_macs, cum_mem, cum_energy, cum_banned, np.asarray(compute_left, float), np.asarray(memory_left, float),
-        np.asarray(energy_left, float), 1 + 1e-9, np.ascontiguousarray(transfer), cum_res, *pen)
+        np.asarray(energy_left, float), 1 + 1e-9, np.ascontiguousarray(transfer), sends, cum_res, *pen)
     if not np.isfinite(cost):
         return float("inf"), devices
     # Unpriced, the DP's cost is the latency (summed in another order: equal to rounding).
@@ -222,11 +224,8 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
     def make() -> dict:
         L, N = len(cand.units), len(problem.devices)
         compute_t = problem.compute_s(cand)
-        transfer = problem.transfer_s(cand).copy()
-        transfer[:, np.arange(N), np.arange(N)] = np.inf  # a segment boundary changes device
         return {
             "cum_t": _cumulative(compute_t),
-            "transfer": np.ascontiguousarray(transfer),
             "cum_macs": _cumulative(cand.macs.astype(float)),
             "cum_energy": _cumulative(compute_t) * problem.compute_w,
             "cum_act": _cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N))),
@@ -239,7 +238,7 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
 
 @numba.njit(cache=True)
 def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, memory_left, energy_left, tol, transfer,
-                cum_res, pen_r, pen_t, pen_p, pen_n, ratio_price, room):
+                sends, cum_res, pen_r, pen_t, pen_p, pen_n, ratio_price, room):
     """The DP over segment ends, compiled: a segment [a, b) on device k costs
     cum_t[b, k] - cum_t[a, k] and fits when its compute, memory and energy (differences of the
     cumulative sums) are within what k has left and it crosses no banned unit. In numpy this
@@ -248,7 +247,10 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
 
     A segment on k also pays pen_p[k, m] for each m < pen_n[k] where its use of resource
     pen_r[k, m] (from ``cum_res``, (L+1, 4, N): compute, activations, compute energy, weights)
-    exceeds pen_t[k, m], and ratio_price[k] * activations / (room[k] - weights).
+    exceeds pen_t[k, m], and ratio_price[k] * activations / (room[k] - weights). Leaving running
+    unit l from device i to k costs ``transfer[sends[l], i, k]`` (inf for i = k): the shared
+    per-unit table (:meth:`Problem.unit_transfer_s`, ``sends`` the units) or a priced one by
+    running unit (``sends`` 0..L-1).
 
     What a device has left is scaled by ``tol`` (1 + 1e-9), so a segment that exactly fills it fits.
     Returns (cost, devices): the cheapest route's cost (inf if none fits) and its device per unit.
@@ -259,7 +261,6 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
     enter[0, :] = 0.0
     enter_from = np.zeros((L + 1, N), np.int64)
     seg_start = np.zeros((L + 1, N), np.int64)
-    finite = np.empty(N, np.int64)
     for b in range(1, L + 1):
         for k in range(N):
             low, arg = np.inf, 0
@@ -288,16 +289,13 @@ def _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_left, 
         if b < L:
             # From device i (a segment ending at b - 1) to k: only the i a segment can end on,
             # row by row (contiguous in memory); the lowest i wins ties, as before.
-            count = 0
+            out = transfer[sends[b - 1]]
             for i in range(N):
-                if best[b, i] < np.inf:
-                    finite[count] = i
-                    count += 1
-            for m in range(count):
-                i = finite[m]
                 here = best[b, i]
+                if here == np.inf:
+                    continue
                 for k in range(N):
-                    v = here + transfer[b - 1, i, k]
+                    v = here + out[i, k]
                     if v < enter[b, k]:
                         enter[b, k], enter_from[b, k] = v, i
     # The cheapest last segment's end, ties to the lowest index (as numpy's argmin), then back.
@@ -377,7 +375,7 @@ def capacity_route(
     allowed_dps = rounds if budget is None else min(rounds, budget.left)
     pen = _unpriced(N)
     status, dps, cost, devices = _capacity_route(
-        static["cum_t"], static["transfer"], static["cum_macs"], static["cum_energy"], static["cum_banned"],
+        static["cum_t"], problem.unit_transfer_s(barred_self=True), static["cum_macs"], static["cum_energy"], static["cum_banned"],
         cand.memory_bytes, problem.weight_bytes, cand.units, hosted, problem.shared_weights, problem.available,
         np.asarray(memory_left, float), np.asarray(compute_left, float), np.asarray(energy_left, float),
         cand.macs, cand.output_bytes, problem.speed_macs, problem.rate_bps, problem.compute_w, problem.transmit_w,
@@ -433,7 +431,7 @@ def _capacity_route(cum_t, transfer, cum_macs, cum_energy, cum_banned_static, ac
     for dp in range(max_dps):
         cum_banned = _ban_table(allowed, available) if barred else cum_banned_static
         cost, devices = _segment_dp(cum_t, cum_macs, cum_mem, cum_energy, cum_banned, compute_try, memory_try, energy_try,
-                                    1 + 1e-9, transfer, cum_res, pen_r, pen_t, pen_p, pen_n, ratio_price, room)
+                                    1 + 1e-9, transfer, units, cum_res, pen_r, pen_t, pen_p, pen_n, ratio_price, room)
         if cost == np.inf:
             return _NONE, dp + 1, cost, devices
         # A device met again after its first segment: bar it from there on, and route again.
