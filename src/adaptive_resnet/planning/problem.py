@@ -335,26 +335,34 @@ class Problem:
         expected = self.requests if requests is None else requests
         if len(plan) != expected:
             violations.append(f"requests: plan has {len(plan)} requests, the time step has {expected}")
+        # Requests of a step repeat a few routes (the heuristics keep a route while it fits):
+        # each distinct route is costed and checked once, and counted as often as it is used.
+        routes: dict[tuple[int, bytes], list] = {}
         for r, req in enumerate(plan):
             cand = self.candidates[req.candidate]
-            dev = np.asarray(req.devices, int)
+            dev = np.asarray(req.devices, np.int64)
             if dev.shape != cand.units.shape:
                 raise ValueError(f"request {r}: {dev.shape[0]} devices for {cand.units.shape[0]} running units")
-            costs = self.route_costs(req.candidate, dev)
+            key = (req.candidate, dev.tobytes())
+            if key not in routes:
+                gone = dev[~self.available[dev]]
+                routes[key] = [req.candidate, dev, self.route_costs(req.candidate, dev), 0, int(gone[0]) if len(gone) else -1]
+            costs = routes[key][2]
+            routes[key][3] += 1
             latencies.append(costs.latency_s)
             accuracies.append(cand.accuracy)
             dropped += len(cand.plan.drops)
             if cand.accuracy < self.threshold:
                 violations.append(f"accuracy[request {r}]: {cand.accuracy:.4f} < threshold {self.threshold}")
-            memory += costs.memory_bytes
-            macs += costs.macs
-            energy += costs.energy_j
-            hosted[cand.units, dev] = True
-            direct_b += costs.direct_bytes
-            skip_b += costs.skip_bytes
-            gone = ~self.available[dev]
-            if gone.any():
-                violations.append(f"placement[request {r}]: uses unavailable device {self.devices[int(dev[gone][0])]}")
+            if routes[key][4] >= 0:
+                violations.append(f"placement[request {r}]: uses unavailable device {self.devices[routes[key][4]]}")
+        for c, dev, costs, count, _ in routes.values():
+            memory += count * costs.memory_bytes
+            macs += count * costs.macs
+            energy += count * costs.energy_j
+            hosted[self.candidates[c].units, dev] = True
+            direct_b += count * costs.direct_bytes
+            skip_b += count * costs.skip_bytes
         if self.shared_weights:
             memory += (hosted * self.weight_bytes[:, None]).sum(0)
         for i, name in enumerate(self.devices):

@@ -223,17 +223,37 @@ def _static_tables(problem: Problem, cand: Candidate) -> dict:
 
     def make() -> dict:
         L, N = len(cand.units), len(problem.devices)
-        compute_t = problem.compute_s(cand)
-        return {
-            "cum_t": _cumulative(compute_t),
-            "cum_macs": _cumulative(cand.macs.astype(float)),
-            "cum_energy": _cumulative(compute_t) * problem.compute_w,
-            "cum_act": _cumulative(np.broadcast_to(cand.memory_bytes[:, None].astype(float), (L, N))),
-            "cum_weights": _cumulative(problem.weight_bytes[cand.units].astype(float)),
-            "cum_banned": _ban_table(np.ones((L, N), np.bool_), problem.available),
-        }
+        cum_t, cum_macs, cum_energy, cum_act, cum_weights = _static_sums(
+            problem.compute_s(cand), cand.macs.astype(float), cand.memory_bytes.astype(float),
+            problem.weight_bytes[cand.units].astype(float), float(problem.compute_w))
+        return {"cum_t": cum_t, "cum_macs": cum_macs, "cum_energy": cum_energy, "cum_act": cum_act, "cum_weights": cum_weights,
+                "cum_banned": _ban_table(np.ones((L, N), np.bool_), problem.available)}
 
     return problem.per_candidate("segment_tables", cand, make)
+
+
+@numba.njit(cache=True)
+def _static_sums(compute_t, macs, activations, weights, compute_w):
+    """:func:`_static_tables`' prefix sums (as :func:`_cumulative` makes them, added in the same
+    order) in one compiled call: in numpy, ten small array calls per drop set took ~0.1 ms,
+    and a pooled fleet builds them for every drop set of every pool (N = 100, R = 100: 80 a
+    solve)."""
+    L, N = compute_t.shape
+    cum_t = np.zeros((L + 1, N))
+    cum_energy = np.zeros((L + 1, N))
+    cum_act = np.zeros((L + 1, N))
+    cum_macs = np.zeros(L + 1)
+    cum_weights = np.zeros(L + 1)
+    for u in range(L):
+        cum_macs[u + 1] = cum_macs[u] + macs[u]
+        cum_weights[u + 1] = cum_weights[u] + weights[u]
+        for k in range(N):
+            cum_t[u + 1, k] = cum_t[u, k] + compute_t[u, k]
+            cum_act[u + 1, k] = cum_act[u, k] + activations[u]
+    for u in range(L + 1):
+        for k in range(N):
+            cum_energy[u, k] = cum_t[u, k] * compute_w
+    return cum_t, cum_macs, cum_energy, cum_act, cum_weights
 
 
 @numba.njit(cache=True)
