@@ -365,12 +365,16 @@ class Problem:
             skip_b += count * costs.skip_bytes
         if self.shared_weights:
             memory += (hosted * self.weight_bytes[:, None]).sum(0)
-        for i, name in enumerate(self.devices):
-            if memory[i] > self.memory_limit_bytes[i] * (1 + 1e-9):
+        over_memory = memory > self.memory_limit_bytes * (1 + 1e-9)
+        over_macs = macs > self.compute_limit_macs * (1 + 1e-9)
+        over_energy = energy > self.energy_limit_j * (1 + 1e-9)
+        for i in np.flatnonzero(over_memory | over_macs | over_energy):  # device by device, as the messages are read
+            name = self.devices[i]
+            if over_memory[i]:
                 violations.append(f"memory[{name}]: {memory[i] / 1e6:.2f} MB > {self.memory_limit_bytes[i] / 1e6:.2f} MB")
-            if macs[i] > self.compute_limit_macs[i] * (1 + 1e-9):
+            if over_macs[i]:
                 violations.append(f"compute[{name}]: {macs[i] / 1e9:.3f} GMAC > {self.compute_limit_macs[i] / 1e9:.3f} GMAC")
-            if energy[i] > self.energy_limit_j[i] * (1 + 1e-9):
+            if over_energy[i]:
                 violations.append(f"energy[{name}]: {energy[i]:.2f} J > {self.energy_limit_j[i]:.2f} J")
         mean_lat = float(np.mean(latencies)) if latencies else 0.0
         mean_acc = float(np.mean(accuracies)) if accuracies else 0.0
