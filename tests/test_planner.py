@@ -94,6 +94,47 @@ def test_route_costs_of_a_restricted_copy_are_its_own_drop_sets():
     assert drops_only.route_costs(index, devices).direct_bytes == 0
 
 
+def test_every_drop_set_sends_what_its_units_send_so_one_transfer_table_serves_all():
+    # The route DPs index one per-unit table (Problem.unit_transfer_s) by a drop set's units:
+    # valid only while a running unit sends the same tensor whatever is dropped around it.
+    problem = Problem(scenario(TWO, threshold=0.4, rates="matrix: [[0, 8], [8, 0]]"), PROFILE, TABLE)
+    for cand in problem.candidates:
+        table = problem.transfer_s(cand)
+        for layer, unit in enumerate(cand.units):
+            assert cand.output_bytes[layer] == PROFILE.units[unit].output_bytes
+            assert table[layer, 0, 1] == table[layer, 1, 0] == PROFILE.units[unit].output_bytes * 8 / 8e6  # Eq. 10, by hand
+    barred = problem.unit_transfer_s(barred_self=True)
+    assert np.isinf(barred[:, 0, 0]).all() and np.isinf(barred[:, 1, 1]).all()
+    assert (barred[:, 0, 1] == problem.unit_transfer_s()[:, 0, 1]).all()
+
+
+def test_evaluation_of_repeated_routes_equals_the_per_request_sums():
+    # evaluate() costs each distinct route once and counts it; the totals are the sums over
+    # requests of each request's own costs, whatever the order the routes come in.
+    problem = Problem(scenario(TWO, requests=5, threshold=0.4), PROFILE, TABLE)
+    full = next(c for c, cand in enumerate(problem.candidates) if not cand.plan)
+    dropped = next(c for c, cand in enumerate(problem.candidates) if cand.plan == DropPlan.dc(["stage2.block2"]))
+    plan = [RequestPlan(full, np.array([0, 1, 1, 1])), RequestPlan(dropped, np.array([0, 0, 1])),
+            RequestPlan(full, np.array([0, 1, 1, 1])), RequestPlan(full, np.array([1, 1, 1, 1])),
+            RequestPlan(dropped, np.array([0, 0, 1]))]
+    ev = problem.evaluate(plan)
+    one = [problem.evaluate([req], requests=1) for req in plan]
+    for device in problem.devices:
+        activations = sum(e.memory_bytes[device] for e in one) - sum(  # each single plan counts its weights once
+            sum(PROFILE.units[u].weight_bytes for u, d in zip(problem.candidates[req.candidate].units, req.devices, strict=True)
+                if problem.devices[d] == device) for req in plan)
+        weights = sum(PROFILE.units[u].weight_bytes for u in range(len(PROFILE.units))
+                      if any(problem.devices[d] == device for req in plan
+                             for uu, d in zip(problem.candidates[req.candidate].units, req.devices, strict=True) if uu == u))
+        assert ev.memory_bytes[device] == pytest.approx(activations + weights, rel=1e-12)
+        assert ev.macs[device] == pytest.approx(sum(e.macs[device] for e in one), rel=1e-12)
+        assert ev.energy_j[device] == pytest.approx(sum(e.energy_j[device] for e in one), rel=1e-12)
+    assert ev.latencies_s == [e.latency_s for e in one]
+    assert ev.skip_bytes == pytest.approx(sum(e.skip_bytes for e in one)) and ev.skip_bytes == 2 * 500_000
+    assert ev.direct_bytes == pytest.approx(sum(e.direct_bytes for e in one))
+    assert ev.memory_bytes == problem.evaluate(plan[::-1]).memory_bytes
+
+
 def brute_force(problem: Problem) -> float:
     options = [(c, np.array(devs)) for c, cand in enumerate(problem.candidates)
                for devs in itertools.product(range(len(problem.devices)), repeat=len(cand.units))]
