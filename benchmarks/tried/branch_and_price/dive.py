@@ -1,13 +1,18 @@
-import sys, time
+import sys
+import time
+
 import numpy as np
+
 sys.path.insert(0, "benchmarks")
 from planner_scale import planted
+
 from adaptive_resnet.accuracy import AccuracyTable
 from adaptive_resnet.planning import Problem, solve
-from adaptive_resnet.planning.colgen import ColumnGeneration
 from adaptive_resnet.planning import branch_price as bp
+from adaptive_resnet.planning.colgen import ColumnGeneration
 from adaptive_resnet.planning.routing import best_unconstrained
 from adaptive_resnet.profile import profile_model
+
 profile, table = profile_model("resnet50", 224), AccuracyTable.paper()
 n, r = map(int, sys.argv[1:3])
 sc, up = planted(n, r, n * 1000 + r, profile, table)

@@ -1,13 +1,18 @@
-import sys, time
+import sys
+import time
+
 import numpy as np
+
 sys.path.insert(0, "benchmarks")
+from adaptive_resnet.planning.branch_price import branch_and_price
 from planner_scale import planted
+
 from adaptive_resnet.accuracy import AccuracyTable
 from adaptive_resnet.planning import Problem, solve
 from adaptive_resnet.planning.colgen import ColumnGeneration
-from adaptive_resnet.planning.branch_price import branch_and_price
 from adaptive_resnet.planning.routing import best_unconstrained
 from adaptive_resnet.profile import profile_model
+
 profile, table = profile_model("resnet50", 224), AccuracyTable.paper()
 cases = [tuple(map(int, a.split("x"))) for a in sys.argv[2:]]
 bp_s = float(sys.argv[1])
